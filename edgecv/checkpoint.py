@@ -29,6 +29,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -117,6 +120,10 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     from edgecv.models import check_state_dict
 
     state = load_state_dict(path)
+    # checkpoints written before PyTorch 0.4.1 have no BN step counters; they are not weights
+    for k, v in model.state_dict().items():
+        if k.endswith("num_batches_tracked") and k not in state:
+            state[k] = torch.zeros_like(v)
     check_state_dict(model, state, source=str(path))
     model.load_state_dict(state, strict=True)
     return model

@@ -45,8 +45,10 @@ class _DType:
         self.code, self.byteorder = code, "="
 
     def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", ">", "|", "="):
-            self.byteorder = state[1]
+        order = state[1] if isinstance(state, tuple) and len(state) > 1 else None
+        order = order.decode("latin1") if isinstance(order, bytes) else order  # Python 2 str
+        if order in ("<", ">", "|", "="):
+            self.byteorder = order
 
     def numpy(self) -> np.dtype:
         dt = np.dtype(self.code)

@@ -26,6 +26,7 @@ from edgecv.models import densenet  # noqa: F401,E402
 from edgecv.models import squeezenet  # noqa: F401,E402
 from edgecv.models import shufflenet  # noqa: F401,E402
 from edgecv.models import mobilenet  # noqa: F401,E402
+from edgecv.models import mobilenet_v3  # noqa: F401,E402
 from edgecv.models import mnasnet  # noqa: F401,E402
 from edgecv.models import efficientnet  # noqa: F401,E402
 from edgecv.models import convnext  # noqa: F401,E402

@@ -2,19 +2,14 @@
 arXiv:1409.4842) and BN-Inception / Inception v2 (Ioffe & Szegedy 2015, "Batch
 Normalization", arXiv:1502.03167).
 
-This module also holds the small machinery every Inception-style net of the zoo is
-built from (``inception.py`` and ``inception_v4.py`` import it):
-
-* typed rows: ``Cv`` (conv-BN-ReLU), ``Pool``, ``Branch`` (ops in series, optionally
-  ending in a parallel ``split`` as in Inception v3's 8x8 blocks), ``Blk`` (a block of
-  parallel branches, concatenated), ``Aux`` (an auxiliary classifier tapped off a block);
-* ``Mixed``: one Inception block built from its table of branches. Module names are
-  either given in the row (``Cv(64, 1, name="branch1x1")``) or derived the way
-  torchvision's GoogLeNet and Cadene's ``pretrainedmodels`` name them: a branch with one
-  op is ``branch{i}``, a longer one is a Sequential ``branch{i}.{j}``;
-* ``InceptionNet``: stem + blocks from a table, global average pool, dropout, linear.
-  Rows may use dotted names (``"features.3"``) which become nested Sequentials, so the
-  state_dict layout of the reference implementations can be reproduced exactly.
+This module also holds the machinery of every Inception-style net of the zoo (imported by
+``inception.py``): typed rows ``Cv`` (conv-BN-ReLU), ``Pool``, ``Branch`` (ops in series,
+optionally ending in a parallel ``split``), ``Blk`` (parallel branches, concatenated) and
+``Aux`` (an auxiliary classifier tapped off a block); ``Mixed`` builds one block from its
+branch table, ``InceptionNet`` a whole net from a table of rows. Names come from the rows
+or follow torchvision's GoogLeNet / Cadene's convention (``branch{i}`` for a one-op branch,
+else a Sequential ``branch{i}.{j}``); dotted row names (``"features.3"``) become nested
+Sequentials, so reference state_dict layouts are reproduced exactly.
 """
 from __future__ import annotations
 
@@ -36,7 +31,9 @@ class BasicConv2d(nn.Module):
     """Conv (no bias) -> BN -> ReLU, named ``conv``/``bn``/``relu`` like torchvision's and
     Cadene's ``BasicConv2d`` (BN eps 1e-3, the TensorFlow value). Fusible as a unit."""
 
-    def __init__(self, cin: int, cout: int, k: Kernel, s: int = 1, p: Kernel = 0, *, eps: float = 1e-3) -> None:
+    def __init__(
+        self, cin: int, cout: int, k: Kernel, s: int = 1, p: Kernel = 0, *, eps: float = 1e-3
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, k, s, p, bias=False)
         self.bn = nn.BatchNorm2d(cout, eps=eps)
@@ -108,7 +105,9 @@ def _put(root: nn.Module, path: str, module: nn.Module) -> None:
 class Mixed(nn.Module):
     """An Inception block from its table of branches; the outputs are concatenated."""
 
-    def __init__(self, cin: int, branches: Sequence[Branch], *, first: int = 0, eps: float = 1e-3) -> None:
+    def __init__(
+        self, cin: int, branches: Sequence[Branch], *, first: int = 0, eps: float = 1e-3
+    ) -> None:
         super().__init__()
         self.plan: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
         out = 0
@@ -157,8 +156,8 @@ class Blk(NamedTuple):
 
 
 class Aux(NamedTuple):
-    """Auxiliary classifier ``name`` = ``head(channels, num_classes)`` on block ``tap``'s output.
-    Its position in the table only fixes where its weights sit in the state_dict."""
+    """Aux classifier ``name`` = ``head(channels, num_classes)`` on block ``tap``'s output;
+    its position in the table only fixes where its weights sit in the state_dict."""
 
     name: str
     tap: str
@@ -216,11 +215,14 @@ class InceptionNet(nn.Module):
         init_weights(self)
 
     def _transform_input(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.new_tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        std = x.new_tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-        return x * (std / 0.5) + (mean - 0.5) / 0.5
+        chans = [
+            x[:, i : i + 1] * (s / 0.5) + (m - 0.5) / 0.5
+            for i, (m, s) in enumerate(((0.485, 0.229), (0.456, 0.224), (0.406, 0.225)))
+        ]
+        return torch.cat(chans, 1)
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The table's rows in order: (last feature map, aux outputs in training mode)."""
         if self.transform_input:
             x = self._transform_input(x)
         aux: list[torch.Tensor] = []
@@ -230,8 +232,11 @@ class InceptionNet(nn.Module):
                 aux.append(self.get_submodule(self.taps[name])(x))
         return x, aux
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x)[0]
+
     def forward(self, x: torch.Tensor) -> Any:
-        x, aux = self.forward_features(x)
+        x, aux = self._run(x)
         x = self.dropout(torch.flatten(self.avgpool(x), 1))
         logits = self.get_submodule(self.fc_name)(x)
         if self.training and self.aux_logits:
@@ -301,7 +306,7 @@ GOOGLENET: tuple[Row, ...] = (
 )
 
 
-class GoogLeNetOutputs(NamedTuple):
+class GoogLeNetOutputs(NamedTuple):  # torchvision's training-mode outputs
     logits: torch.Tensor
     aux_logits2: torch.Tensor
     aux_logits1: torch.Tensor
@@ -320,7 +325,7 @@ class GoogLeNet(InceptionNet):
 @register_model(
     family="googlenet",
     paper="Szegedy et al. 2014, arXiv:1409.4842",
-    small_input=(3, 32, 32),
+    small_input=(3, 16, 16),
     torchvision=True,
 )
 def googlenet(*, num_classes: int = 1000, aux_logits: bool = False, **kw: Any) -> nn.Module:
@@ -389,7 +394,7 @@ BN_INCEPTION: tuple[Row, ...] = (
 @register_model(
     family="googlenet",
     paper="Ioffe & Szegedy 2015, arXiv:1502.03167",
-    small_input=(3, 32, 32),
+    small_input=(3, 16, 16),
 )
 def bn_inception(*, num_classes: int = 1000, dropout: float = 0.0, **kw: Any) -> nn.Module:
     """BN-Inception (Inception v2 of the BatchNorm paper): GoogLeNet with BN after every

@@ -230,12 +230,13 @@ def mobilenet_v2(*, num_classes: int = 1000, width_mult: float = 1.0, **kw: Any)
 @register_model(family="mobilenet_v2", paper=_V2, small_input=_SMALL, torchvision=True)
 def mobilenet_v2_035(*, num_classes: int = 1000, width_mult: float = 0.35, **kw: Any) -> MobileNetV2:
     """MobileNet v2 0.35-224 (torchvision ``mobilenet_v2(width_mult=0.35)``): 1.68M params,
-    59.2M MACs (v3 paper Table 3: 1.6M, 59.2M)."""
+    59.3M MACs (v3 paper Table 3: 1.6M, 59.2M). The last conv keeps 1280 channels."""
     return MobileNetV2(num_classes, width_mult, **kw)
 
 
 @register_model(family="mobilenet_v2", paper=_V2, small_input=_SMALL, torchvision=True)
 def mobilenet_v2_140(*, num_classes: int = 1000, width_mult: float = 1.4, **kw: Any) -> MobileNetV2:
     """MobileNet v2 1.4-224 (torchvision ``mobilenet_v2(width_mult=1.4)``): 6.11M params,
-    582M MACs (paper: 6.9M, 585M)."""
+    582M MACs. The paper's Table 4 says 6.9M / 585M, but its own Table 2 at width 1.4
+    gives 6.1M, and Google's released-checkpoint table lists 6.06M / 582M."""
     return MobileNetV2(num_classes, width_mult, **kw)

@@ -154,11 +154,15 @@ def load_cifar_resnet_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     ``strict=True``. Raises :class:`UserError` if the file cannot be read."""
     try:
         obj = torch.load(str(path), weights_only=True, map_location="cpu")
-    except Exception as e:  # missing file, not a torch file, unsafe pickle...
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"cannot read CIFAR ResNet checkpoint {path}: {reason}") from e
+    except OSError as e:  # missing file, a directory, no permission
+        raise UserError(f"cannot read CIFAR ResNet checkpoint {path}: {e.strerror or e}") from e
+    except Exception as e:  # not a torch file, or one holding more than tensors
+        raise UserError(
+            f"cannot read CIFAR ResNet checkpoint {path}: not a PyTorch file of plain tensors "
+            f"({type(e).__name__}); expected a torch.save'd state_dict or {{'state_dict': ...}}"
+        ) from e
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path} is not a CIFAR ResNet checkpoint (expected a state_dict of tensors)")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
@@ -316,13 +320,13 @@ class PyramidNet(nn.Module):
 
 @register_model(family="pyramidnet", paper=PAPER_PYRAMIDNET, **_CIFAR)
 def pyramidnet110_a48(*, num_classes: int = 10, **kw: Any) -> PyramidNet:
-    """PyramidNet-110 (alpha=48, basic blocks, widths 16 -> 64): 1.7M params; published
-    4.58% CIFAR-10 error."""
+    """PyramidNet-110 (alpha=48, basic blocks, widths 16 -> 64): 1.77M params (the paper
+    lists 1.7M; the authors' code builds exactly this network); published 4.58% CIFAR-10 error."""
     return PyramidNet(110, 48, bottleneck=False, num_classes=num_classes, **kw)
 
 
 @register_model(family="pyramidnet", paper=PAPER_PYRAMIDNET, **_CIFAR)
 def pyramidnet272_a200(*, num_classes: int = 10, **kw: Any) -> PyramidNet:
-    """PyramidNet-272 (alpha=200, bottlenecks, widths 16 -> 216 x4 = 864): 26.0M params;
+    """PyramidNet-272 (alpha=200, bottlenecks, widths 16 -> 216 x4 = 864): 26.2M params (26.0M);
     published 3.31% CIFAR-10 error."""
     return PyramidNet(272, 200, bottleneck=True, num_classes=num_classes, **kw)
