@@ -1,0 +1,308 @@
+"""The ``.dc`` file: a whole compressed model in one checksummed, deterministic byte string.
+
+Byte-level spec: docs/format.md. Layout: file header (magic, version, CRC-32, JSON meta,
+tensor count), then one record per tensor in the caller's dict order. Records hold either
+a :class:`~edgecv.codec.base.LayerCode` (Deep Compression, Han, Mao & Dally, ICLR 2016,
+arXiv:1510.00149: pruned sparse layout of Fig. 2, shared-weight codebook of Section 3,
+Huffman coding of Section 4) or a raw tensor (biases, BN parameters/buffers...).
+
+Decoding never trusts the file: the checksum is verified first, and every declared count
+or size is checked against the bytes left and against ``max_numel`` before allocating.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgecv.codec import huffman, sparse
+from edgecv.codec.base import CodecError, LayerCode
+from edgecv.codec.bitpack import Reader, pack_bits, unpack_fixed, varint
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"EDGECVDC"
+VERSION = 1
+FIXED_HEADER = len(MAGIC) + 1 + 4          # magic, version u8, crc32 u32 LE
+MAX_TOTAL_NUMEL = 2 ** 31                   # default bound on the elements a file may decode to
+MAX_NAME_BYTES = 4096
+RAW, DENSE, SPARSE = 0, 1, 2
+KINDS = {RAW: "raw", DENSE: "dense", SPARSE: "sparse"}
+
+# raw dtype code -> (name, little-endian numpy dtype of the stored bytes, torch dtype)
+DTYPES: dict[int, tuple[str, str, torch.dtype]] = {
+    0: ("float32", "<f4", torch.float32), 1: ("float16", "<f2", torch.float16),
+    2: ("bfloat16", "<i2", torch.bfloat16), 3: ("float64", "<f8", torch.float64),
+    4: ("int64", "<i8", torch.int64), 5: ("int32", "<i4", torch.int32),
+    6: ("int16", "<i2", torch.int16), 7: ("int8", "i1", torch.int8),
+    8: ("uint8", "u1", torch.uint8), 9: ("bool", "u1", torch.bool),
+}
+_TORCH_CODE = {v[2]: k for k, v in DTYPES.items()}
+
+
+# --- encoding ---------------------------------------------------------------------------
+
+def _raw_bytes(name: str, t: np.ndarray | torch.Tensor) -> tuple[int, tuple[int, ...], bytes]:
+    if isinstance(t, np.ndarray):
+        try:
+            t = torch.from_numpy(np.ascontiguousarray(t))
+        except TypeError:
+            raise CodecError(f"tensor {name!r}: numpy dtype {t.dtype} cannot be stored; "
+                             f"use one of {', '.join(v[0] for v in DTYPES.values())}") from None
+    code = _TORCH_CODE.get(t.dtype)
+    if code is None:
+        raise CodecError(f"tensor {name!r}: dtype {t.dtype} cannot be stored; "
+                         f"use one of {', '.join(v[0] for v in DTYPES.values())}")
+    t = t.detach().cpu().contiguous()
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    arr = t.numpy()
+    if arr.dtype != np.bool_:
+        arr = arr.astype(DTYPES[code][1], copy=False)
+    return code, tuple(t.shape), arr.tobytes()
+
+
+def _stream(symbols: np.ndarray, alphabet: int, width: int, want_huffman: bool) -> tuple[bool, bytes, bytes, bytes]:
+    """(huffman?, table, stream-length varint, stream). Huffman is used only when requested AND
+    strictly smaller than the fixed-width stream counting its table and length field."""
+    fixed = (symbols.size * width + 7) // 8
+    if want_huffman and symbols.size:
+        freq = np.bincount(symbols, minlength=alphabet)
+        lengths = huffman.code_lengths(freq)
+        nbytes = (huffman.stream_bits(freq, lengths) + 7) // 8
+        table, length = huffman.table_bytes(lengths), varint(nbytes)
+        if len(table) + len(length) + nbytes < fixed:
+            return True, table, length, huffman.encode(symbols, lengths)
+    return False, b"", b"", pack_bits(symbols, width)
+
+
+def _encode_record(name: str, obj: LayerCode | np.ndarray | torch.Tensor) -> bytes:
+    name_b = name.encode("utf-8") if isinstance(name, str) else b""
+    if not 1 <= len(name_b) <= MAX_NAME_BYTES:
+        raise CodecError(f"tensor name {name!r} must be a non-empty str of at most {MAX_NAME_BYTES} UTF-8 bytes")
+    if isinstance(obj, (np.ndarray, torch.Tensor)):
+        code, shape, payload = _raw_bytes(name, obj)
+        if len(shape) > 8:
+            raise CodecError(f"tensor {name!r} has {len(shape)} dims; the format stores at most 8")
+        head = varint(len(name_b)) + name_b + bytes([RAW | code << 4, len(shape)])
+        return head + b"".join(varint(d) for d in shape) + payload
+    if not isinstance(obj, LayerCode):
+        raise CodecError(f"tensor {name!r}: expected LayerCode, numpy array or torch.Tensor, "
+                         f"got {type(obj).__name__}")
+    k = obj.codebook.size
+    if obj.sparse:
+        gaps, values = sparse.to_entries(obj.positions, obj.codes, obj.index_bits)
+        vh, vt, vl, vs = _stream(values, k, obj.bits, obj.huffman)
+        ih, it, il, is_ = _stream(gaps, 1 << obj.index_bits, obj.index_bits, obj.huffman)
+        kind, widths, cb, count = SPARSE, (obj.bits - 1) << 4 | (obj.index_bits - 1), obj.codebook[1:], varint(values.size)
+    else:
+        vh, vt, vl, vs = _stream(obj.codes.astype(np.int64), k, obj.bits, obj.huffman)
+        ih, it, il, is_ = False, b"", b"", b""
+        kind, widths, cb, count = DENSE, (obj.bits - 1) << 4, obj.codebook, b""
+    tag = kind | vh << 2 | ih << 3
+    head = (varint(len(name_b)) + name_b + bytes([tag, len(obj.shape)])
+            + b"".join(varint(d) for d in obj.shape) + bytes([widths]) + varint(k) + count)
+    return head + cb.astype("<f4").tobytes() + vt + vl + vs + it + il + is_
+
+
+def encode_model(tensors: dict[str, LayerCode | np.ndarray | torch.Tensor], meta: dict[str, Any] | None = None) -> bytes:
+    """Serialise ``tensors`` (in dict order) and ``meta`` (JSON, keys sorted) to bytes.
+
+    Deterministic: the same input gives byte-identical output (no timestamps).
+    """
+    try:
+        meta_b = json.dumps(meta or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise CodecError(f"meta must be JSON-serialisable (str keys, finite numbers): {e}") from None
+    body = [varint(len(meta_b)), meta_b, varint(len(tensors))]
+    body += [_encode_record(name, t) for name, t in tensors.items()]
+    payload = b"".join(body)
+    out = MAGIC + bytes([VERSION]) + struct.pack("<I", zlib.crc32(payload)) + payload
+    log.debug("encoded %d tensors into %d bytes", len(tensors), len(out))
+    return out
+
+
+# --- decoding ---------------------------------------------------------------------------
+
+@dataclass
+class Record:
+    """One parsed tensor record and the bytes each part of it took (see :func:`inspect`)."""
+
+    name: str
+    kind: int
+    shape: tuple[int, ...]
+    value: LayerCode | torch.Tensor
+    dtype: str = "float32"
+    entries: int = 0
+    values_huffman: bool = False
+    index_huffman: bool = False
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+def _read_stream(r: Reader, n: int, alphabet: int, width: int, huff: bool, what: str,
+                 sizes: dict[str, int], key: str) -> np.ndarray:
+    if huff:
+        start = r.pos
+        lengths = huffman.read_table(r, alphabet, what)
+        sizes["tables"] += r.pos - start
+        start = r.pos
+        nbytes = r.varint(f"{what} stream length", limit=r.remaining)
+        sizes["header"] += r.pos - start
+        buf = r.take(nbytes, f"{what} stream")
+        sizes[key] += nbytes
+        return huffman.decode(buf, lengths, n)
+    nbytes = (n * width + 7) // 8
+    out = unpack_fixed(r.take(nbytes, f"{what} stream"), n, width)
+    sizes[key] += nbytes
+    if out.size and out.max() >= alphabet:
+        raise CodecError(f"corrupt file: {what} code {int(out.max())} outside the codebook of {alphabet}")
+    return out
+
+
+def _read_record(r: Reader, budget: list[int]) -> Record:
+    start = r.pos
+    name_b = bytes(r.take(r.varint("tensor name length", limit=MAX_NAME_BYTES), "tensor name"))
+    try:
+        name = name_b.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CodecError(f"corrupt file: tensor name at offset {start} is not UTF-8") from None
+    if not name:
+        raise CodecError(f"corrupt file: empty tensor name at offset {start}")
+    tag, ndim = r.u8(f"{name}: tag"), r.u8(f"{name}: ndim")
+    kind, vh, ih, hi = tag & 3, bool(tag & 4), bool(tag & 8), tag >> 4
+    if kind not in KINDS or ndim > 8 or (kind == RAW and (hi not in DTYPES or vh or ih)) \
+            or (kind != RAW and hi) or (kind == DENSE and ih):
+        raise CodecError(f"corrupt file: tensor {name!r} has an invalid tag byte {tag:#04x} or ndim {ndim}")
+    shape = tuple(r.varint(f"{name}: dim") for _ in range(ndim))
+    numel = math.prod(shape)
+    if numel > budget[0]:
+        raise CodecError(f"tensor {name!r} of shape {shape} exceeds the limit of {budget[0]} more elements "
+                         f"(max_numel); the file is corrupt or needs a larger max_numel")
+    budget[0] -= numel
+    sizes = dict.fromkeys(("values", "index", "codebook", "tables", "header", "raw"), 0)
+    if kind == RAW:
+        dname, le, tdt = DTYPES[hi]
+        sizes["header"] = r.pos - start
+        nbytes = numel * np.dtype(le).itemsize
+        buf = np.frombuffer(r.take(nbytes, f"{name}: raw data"), dtype=le)
+        sizes["raw"] = nbytes
+        if tdt == torch.bool and buf.size and buf.max() > 1:
+            raise CodecError(f"corrupt file: bool tensor {name!r} holds bytes other than 0/1")
+        arr = buf.astype(buf.dtype.newbyteorder("="))
+        t = torch.from_numpy(arr.astype(np.bool_) if tdt == torch.bool else arr)
+        t = (t.view(torch.bfloat16) if tdt == torch.bfloat16 else t).reshape(shape)
+        return Record(name, kind, shape, t, dtype=dname, sizes=sizes)
+    widths = r.u8(f"{name}: widths")
+    bits, index_bits = (widths >> 4) + 1, (widths & 15) + 1
+    if kind == DENSE and widths & 15:
+        raise CodecError(f"corrupt file: dense tensor {name!r} has a non-zero index width")
+    k = r.varint(f"{name}: codebook size", limit=1 << bits)
+    if k == 0:
+        raise CodecError(f"corrupt file: tensor {name!r} has an empty codebook")
+    n = r.varint(f"{name}: entry count", limit=numel) if kind == SPARSE else numel
+    sizes["header"] = r.pos - start
+    n_cb = k - 1 if kind == SPARSE else k
+    cb = np.frombuffer(r.take(4 * n_cb, f"{name}: codebook"), dtype="<f4").astype(np.float32)
+    sizes["codebook"] = 4 * n_cb
+    if kind == SPARSE:
+        cb = np.concatenate([np.zeros(1, np.float32), cb])
+    values = _read_stream(r, n, k, bits, vh, f"{name}: values", sizes, "values")
+    try:
+        if kind == DENSE:
+            code = LayerCode(shape, cb, bits, values, None, huffman=vh)
+        else:
+            gaps = _read_stream(r, n, 1 << index_bits, index_bits, ih, f"{name}: index", sizes, "index")
+            pos, codes = sparse.from_entries(gaps, values, numel)
+            code = LayerCode(shape, cb, bits, codes, pos, index_bits=index_bits, huffman=vh or ih)
+    except ValueError as e:
+        raise CodecError(f"corrupt file: tensor {name!r}: {e}") from None
+    return Record(name, kind, shape, code, entries=n, values_huffman=vh, index_huffman=ih, sizes=sizes)
+
+
+def parse(data: bytes, *, max_numel: int = MAX_TOTAL_NUMEL) -> tuple[dict[str, Any], list[Record], int]:
+    """Parse and fully validate ``data``: (meta, records, header bytes)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CodecError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < FIXED_HEADER or data[:len(MAGIC)] != MAGIC:
+        raise CodecError("not an edgecv Deep Compression file (bad magic bytes); expected a file "
+                         "written by edgecv.codec.write_file")
+    if data[len(MAGIC)] != VERSION:
+        raise CodecError(f"unsupported format version {data[len(MAGIC)]} (this edgecv reads version "
+                         f"{VERSION}); upgrade edgecv or re-export the model")
+    (crc,) = struct.unpack_from("<I", data, len(MAGIC) + 1)
+    if zlib.crc32(data[FIXED_HEADER:]) != crc:
+        raise CodecError("file is corrupt: checksum mismatch (truncated or modified); re-export it")
+    r = Reader(data, FIXED_HEADER)
+    meta_b = bytes(r.take(r.varint("meta length", limit=r.remaining), "meta"))
+    try:
+        meta = json.loads(meta_b.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise CodecError(f"corrupt file: meta section is not UTF-8 JSON ({type(e).__name__})") from None
+    if not isinstance(meta, dict):
+        raise CodecError("corrupt file: meta section is not a JSON object")
+    n = r.varint("tensor count", limit=r.remaining // 4)  # a record takes >= 4 bytes
+    header = r.pos
+    budget = [max_numel]
+    records: list[Record] = []
+    seen: set[str] = set()
+    for _ in range(n):
+        rec = _read_record(r, budget)
+        if rec.name in seen:
+            raise CodecError(f"corrupt file: tensor name {rec.name!r} appears twice")
+        seen.add(rec.name)
+        records.append(rec)
+    if r.remaining:
+        raise CodecError(f"corrupt file: {r.remaining} unexpected bytes after the last tensor")
+    return meta, records, header
+
+
+def decode_codes(data: bytes, *, max_numel: int = MAX_TOTAL_NUMEL) -> tuple[dict[str, LayerCode | torch.Tensor], dict[str, Any]]:
+    """Decode to the codec's input form: LayerCodes (without code-0 kept weights) and raw tensors."""
+    meta, records, _ = parse(data, max_numel=max_numel)
+    return {rec.name: rec.value for rec in records}, meta
+
+
+def decode_model(data: bytes, *, max_numel: int = MAX_TOTAL_NUMEL) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Decode ``data`` to ``({name: tensor}, meta)``; LayerCodes become float32 tensors.
+
+    ``max_numel`` bounds the total elements decoded (protects against hostile files).
+    Raises :class:`CodecError` for any malformed, truncated or modified input.
+    """
+    codes, meta = decode_codes(data, max_numel=max_numel)
+    out = {name: torch.from_numpy(v.to_numpy()) if isinstance(v, LayerCode) else v for name, v in codes.items()}
+    return out, meta
+
+
+def write_file(path: str | os.PathLike, tensors: dict[str, LayerCode | np.ndarray | torch.Tensor],
+               meta: dict[str, Any] | None = None) -> Path:
+    """Encode and write atomically (temp file + rename); returns the path."""
+    from edgecv.checkpoint import atomic_write
+
+    data = encode_model(tensors, meta)
+    path = atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    log.info("wrote %s (%d bytes, %d tensors)", path, len(data), len(tensors))
+    return path
+
+
+def read_file(path: str | os.PathLike, *, max_numel: int = MAX_TOTAL_NUMEL) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read and decode a file written by :func:`write_file`."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise CodecError(f"cannot read compressed model {path}: {e.strerror or e}") from None
+    try:
+        return decode_model(data, max_numel=max_numel)
+    except CodecError as e:
+        raise CodecError(f"{path}: {e}") from None
+

@@ -1,0 +1,127 @@
+"""Huffman coding choices (Deep Compression, Section 4) and the hand-off to the codec.
+
+The ``huffman`` stage changes no weight: it records, per compressed weight, the width of the
+relative index (the gap to the previous kept weight, Fig. 2; a gap too wide for it costs a
+filler entry) and whether the value codes and gaps are Huffman-coded (the paper's offline
+Huffman coding saves a further 20-30%). ``to_layer_codes`` then turns the model plus the
+context's masks and codebooks into the codec's input.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from edgecv.compress import targets as T
+from edgecv.compress.base import Context, Stage, register_stage, targets
+from edgecv.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INDEX_BITS = 5
+RAW_UNIQUE_LIMIT = 1 << 16  # a masked, unshared weight gets a codebook of its values up to this many
+
+
+@dataclass
+class HuffmanConfig:
+    """``index_bits``: width of a relative index (gap), one int for every layer or
+    ``{pattern: bits}`` (later patterns override; unlisted compressed layers get 5).
+    ``enabled``: Huffman-code value codes and gaps (False = fixed-width codes only, "P+Q")."""
+
+    index_bits: int | dict[str, int] = field(default=DEFAULT_INDEX_BITS, metadata=targets())
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        vals = self.index_bits.items() if isinstance(self.index_bits, dict) else [("index_bits", self.index_bits)]
+        for name, b in vals:
+            if not 1 <= b <= 16:
+                raise UserError(f"huffman: index_bits for {name!r} must be 1..16, got {b}")
+
+
+@register_stage
+class Huffman(Stage):
+    """Sets ``ctx.encoding[param] = (index_bits, huffman)`` for every masked or shared weight."""
+
+    name = "huffman"
+    Config = HuffmanConfig
+
+    def _apply(self, model: nn.Module, ctx: Context, report: dict[str, Any]) -> nn.Module:
+        cfg: HuffmanConfig = self.config
+        if isinstance(cfg.index_bits, dict):
+            per = T.resolve_values(model, cfg.index_bits)
+            default = DEFAULT_INDEX_BITS
+        else:
+            per, default = {}, cfg.index_bits
+        names = dict.fromkeys([*ctx.masks, *ctx.shared])
+        if not names:
+            log.warning("huffman: no pruned or shared weights; every tensor will be stored raw")
+        for pname in names:
+            module = pname.rsplit(".", 1)[0] if "." in pname else ""
+            ctx.encoding[pname] = (per.get(module, default), cfg.enabled)
+        report.update({"layers": {k: {"index_bits": v[0], "huffman": v[1]} for k, v in ctx.encoding.items()}})
+        return model
+
+
+def _bits_for(k: int) -> int:
+    return max(1, math.ceil(math.log2(max(k, 2))))
+
+
+def to_layer_codes(model: nn.Module, ctx: Context) -> dict[str, Any]:
+    """The codec's input: state-dict name -> ``LayerCode`` (masked and/or shared weights) or the
+    tensor itself (everything else: biases, BN parameters and buffers, untouched layers).
+
+    Shared weight: its codebook and per-element (dense) or per-kept-weight (sparse) codes.
+    Masked but unshared weight: a codebook of its distinct kept values (0.0 first, reserved) when
+    there are at most 2**16 of them, else the tensor is stored raw. Without a ``huffman`` stage,
+    sparse layers use 5-bit gaps and no Huffman coding.
+    """
+    from edgecv.codec import LayerCode
+
+    state = model.state_dict()
+    out: dict[str, Any] = {}
+    for name, t in state.items():
+        t = t.detach().cpu()
+        sw, mask = ctx.shared.get(name), ctx.masks.get(name)
+        index_bits, huff = ctx.encoding.get(name, (DEFAULT_INDEX_BITS, False))
+        if sw is not None:
+            _check_shared(name, t, sw)
+            assign = sw.assign.reshape(-1).cpu()
+            codebook = sw.codebook.detach().cpu().float().numpy().astype(np.float32)
+            if sw.sparse:
+                pos = torch.nonzero(assign).reshape(-1)
+                codes = assign[pos]
+                positions: np.ndarray | None = pos.numpy().astype(np.int64)
+            else:
+                codes, positions = assign, None
+            out[name] = LayerCode(shape=tuple(t.shape), codebook=codebook, bits=sw.bits,
+                                  codes=codes.numpy().astype(np.uint16), positions=positions,
+                                  index_bits=index_bits, huffman=huff)
+        elif mask is not None:
+            flat = t.reshape(-1).float()
+            m = mask.reshape(-1).cpu()
+            pos = torch.nonzero(m & (flat != 0)).reshape(-1)  # a kept weight that is exactly 0 decodes to 0
+            vals = flat[pos]
+            uniq, inv = torch.unique(vals, sorted=True, return_inverse=True)
+            if uniq.numel() + 1 > RAW_UNIQUE_LIMIT:
+                out[name] = t
+                continue
+            codebook = torch.cat([torch.zeros(1), uniq]).numpy().astype(np.float32)
+            out[name] = LayerCode(shape=tuple(t.shape), codebook=codebook, bits=_bits_for(codebook.size),
+                                  codes=(inv + 1).numpy().astype(np.uint16), positions=pos.numpy().astype(np.int64),
+                                  index_bits=index_bits, huffman=huff)
+        else:
+            out[name] = t
+    return out
+
+
+def _check_shared(name: str, t: torch.Tensor, sw: Any) -> None:
+    if tuple(sw.assign.shape) != tuple(t.shape):
+        raise UserError(f"{name}: shared assignment shape {tuple(sw.assign.shape)} != weight {tuple(t.shape)}")
+    if not torch.equal(sw.codebook.float()[sw.assign.cpu()], t.float()):
+        log.warning("%s: weight differs from codebook[assign]; the codes are exported (weights changed "
+                    "after sharing?)", name)

@@ -1,0 +1,170 @@
+"""Weight sharing by k-means (Deep Compression, Section 3; Han, Mao, Dally, ICLR 2016).
+
+Per layer, the kept weights are clustered into k = 2**bits values by 1-D k-means (Eq. 1:
+minimise the within-cluster sum of squares); each weight then stores only its centroid index.
+In a pruned layer the index 0 is reserved for the value 0.0 (the codec's filler entries, and
+every pruned position), so k-means fits 2**bits - 1 centroids to the kept weights; a dense
+layer uses all 2**bits. Centroid initialisation (Section 3.2): "linear" (evenly spaced between
+the min and max weight, the paper's best), "density" (evenly spaced quantiles of the weight
+CDF) or "random" (Forgy: k distinct weights chosen at random). Centroids are then fine-tuned
+(Section 3.3, Eq. 3) by ``MaskedTraining`` when training data is present.
+
+k-means in 1-D is exact and fast on sorted data: the clusters are contiguous intervals whose
+borders are the midpoints between sorted centroids, so each Lloyd iteration is a
+``searchsorted`` of K-1 midpoints into the sorted sample plus prefix-sum differences
+(O(K log n)), and it has converged when the borders stop moving. Layers with more than
+``max_fit`` kept weights are fitted on a random subsample of that size (seeded; VGG-16's fc6
+has 102.8M weights) and then every weight is assigned to its nearest centroid.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn as nn
+
+from edgecv.compress import targets as T
+from edgecv.compress.base import (Context, SharedWeight, Stage, TrainOptions, register_stage, retrain,
+                                  targets)
+from edgecv.errors import UserError
+
+log = logging.getLogger(__name__)
+
+Init = Literal["linear", "density", "random"]
+
+
+def _init_centroids(s: torch.Tensor, k: int, init: str, lo: float, hi: float, gen: torch.Generator
+                    ) -> torch.Tensor:
+    """Initial centroids (float64, sorted) from the sorted fit sample ``s``."""
+    m = s.numel()
+    if init == "linear":
+        return torch.linspace(lo, hi, k, dtype=torch.float64)
+    if init == "density":
+        q = (torch.arange(k, dtype=torch.float64) + 0.5) / k
+        return s[(q * (m - 1)).round().long()]
+    if init == "random":
+        pick = torch.randperm(m, generator=gen)[:k] if m >= k else torch.randint(0, m, (k,), generator=gen)
+        return s[pick].sort().values
+    raise ValueError(f"unknown init {init!r}")
+
+
+def kmeans_1d(x: torch.Tensor, k: int, *, init: str = "linear", iters: int = 100, seed: int = 0,
+              max_fit: int = 1 << 22) -> torch.Tensor:
+    """k sorted float32 centroids of the values ``x`` (Lloyd's algorithm, exact in 1-D).
+
+    Deterministic for a given ``seed`` (used by the subsample and the "random" init)."""
+    x = x.detach().reshape(-1).float().cpu()
+    if x.numel() == 0:
+        return torch.zeros(k)
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = (float(v) for v in torch.aminmax(x))
+    s = x if x.numel() <= max_fit else x[torch.randint(0, x.numel(), (max_fit,), generator=gen)]
+    s = s.double().sort().values
+    c = _init_centroids(s, k, init, lo, hi, gen)
+    cs = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(s, 0)])
+    prev = None
+    for _ in range(iters):
+        mids = (c[1:] + c[:-1]) / 2
+        b = torch.cat([torch.zeros(1, dtype=torch.long), torch.searchsorted(s, mids, right=True),
+                       torch.tensor([s.numel()])])
+        if prev is not None and torch.equal(b, prev):
+            break
+        prev = b
+        cnt = (b[1:] - b[:-1]).double()
+        c = torch.where(cnt > 0, (cs[b[1:]] - cs[b[:-1]]) / cnt.clamp(min=1), c).sort().values
+    return c.float()
+
+
+def nearest(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Index (long) of the nearest centroid of a SORTED codebook for every value of ``x``."""
+    mids = (codebook[1:] + codebook[:-1]) / 2
+    return torch.bucketize(x.detach().float(), mids.to(x.device).float(), right=False)
+
+
+@torch.no_grad()
+def share_weight(w: torch.Tensor, bits: int, mask: torch.Tensor | None = None, *, init: str = "linear",
+                 iters: int = 100, seed: int = 0, max_fit: int = 1 << 22) -> SharedWeight:
+    """Cluster one weight tensor; with ``mask`` (True = kept) codebook[0] = 0.0 is reserved."""
+    flat = w.detach().reshape(-1).float()
+    if mask is None:
+        cb = kmeans_1d(flat, 2 ** bits, init=init, iters=iters, seed=seed, max_fit=max_fit)
+        assign = nearest(flat, cb.to(flat.device)).cpu()
+    else:
+        m = mask.reshape(-1).to(flat.device)
+        vals = flat[m]
+        fit = kmeans_1d(vals, 2 ** bits - 1, init=init, iters=iters, seed=seed, max_fit=max_fit)
+        cb = torch.cat([torch.zeros(1), fit])
+        assign = torch.zeros(flat.numel(), dtype=torch.long)
+        assign[m.cpu()] = 1 + nearest(vals, fit.to(vals.device)).cpu()
+    return SharedWeight(codebook=cb, assign=assign.reshape(w.shape), bits=bits, sparse=mask is not None)
+
+
+@dataclass
+class ShareConfig(TrainOptions):
+    """``bits``: index width per layer, one int for all conv/fc layers or ``{pattern: bits}``
+    (default: the paper's 8 bits conv / 5 bits FC). ``init``: centroid initialisation.
+    ``iters``: max Lloyd iterations (stops earlier once the clusters are stable). ``max_fit``:
+    largest number of weights the k-means is fitted on (subsampled beyond). ``finetune_epochs``:
+    centroid fine-tuning epochs (Eq. 3), ``centroid_reduce``: "sum" (the paper) or "mean"."""
+
+    bits: int | dict[str, int] = field(default_factory=lambda: {"conv": 8, "fc": 5}, metadata=targets())
+    init: Init = "linear"
+    iters: int = 100
+    max_fit: int = 1 << 22
+    finetune_epochs: int = 1
+    centroid_reduce: Literal["sum", "mean"] = "sum"
+
+    def __post_init__(self) -> None:
+        for name, b in (self.bits.items() if isinstance(self.bits, dict) else [("bits", self.bits)]):
+            if not 1 <= b <= 16:
+                raise UserError(f"share: bits for {name!r} must be 1..16, got {b}")
+        if self.iters < 1 or self.max_fit < 1:
+            raise UserError("share: iters and max_fit must be >= 1")
+        if self.finetune_epochs < 0:
+            raise UserError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
+
+
+@register_stage
+class Share(Stage):
+    """k-means weight sharing + centroid fine-tuning (see module docstring)."""
+
+    name = "share"
+    Config = ShareConfig
+
+    def with_bits(self, bits: int) -> Share:
+        b = self.config.bits
+        new = {k: bits for k in b} if isinstance(b, dict) else bits
+        return Share(dataclasses.replace(self.config, bits=new), origin=self.origin)
+
+    def _apply(self, model: nn.Module, ctx: Context, report: dict[str, Any]) -> nn.Module:
+        cfg: ShareConfig = self.config
+        plan = T.resolve_values(model, cfg.bits)
+        mods = dict(model.named_modules())
+        layers: dict[str, Any] = {}
+        for name, bits in plan.items():
+            w, pname = mods[name].weight, T.weight_name(name)
+            mask = ctx.masks.get(pname)
+            if mask is not None and mask.shape != w.shape:
+                raise UserError(f"share: mask of {pname} has shape {tuple(mask.shape)} but the weight "
+                                f"{tuple(w.shape)}; run structured_prune before prune/share")
+            t0 = time.perf_counter()
+            sw = share_weight(w, bits, mask, init=cfg.init, iters=cfg.iters, seed=ctx.seed, max_fit=cfg.max_fit)
+            with torch.no_grad():
+                w.copy_(sw.decode().to(w.device, w.dtype))
+            ctx.shared[pname] = sw
+            dt = time.perf_counter() - t0
+            used = int(torch.bincount(sw.assign.reshape(-1), minlength=sw.codebook.numel()).count_nonzero())
+            layers[name] = {"bits": bits, "centroids": sw.codebook.numel(), "used": used, "sparse": sw.sparse,
+                            "seconds": round(dt, 3)}
+            log.info("share %s: %d-bit, %d of %d centroids used (%.2fs)", name, bits, used,
+                     sw.codebook.numel(), dt)
+        history = retrain(model, ctx, cfg, cfg.finetune_epochs, what="share",
+                          centroid_reduce=cfg.centroid_reduce)
+        report.update({"layers": layers, "retrained": bool(history)})
+        if history:
+            report["train"] = history[-1]
+        return model
