@@ -116,7 +116,7 @@ def _int_array(a: object, name: str) -> np.ndarray:
     if arr.ndim != 1:
         arr = arr.reshape(-1) if arr.size == 0 else arr
     if arr.ndim != 1:
-        raise ValueError(f"LayerCode.{name} must be 1-D, got shape {arr.shape}")
+        raise ValueError(f"LayerCode.{name} must be 1-D (flatten it in C order), got shape {arr.shape}")
     if arr.size == 0:
         return arr.astype(np.int64)
     if not np.issubdtype(arr.dtype, np.integer):

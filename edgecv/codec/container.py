@@ -54,8 +54,8 @@ _TORCH_CODE = {v[2]: k for k, v in DTYPES.items()}
 def _raw_bytes(name: str, t: np.ndarray | torch.Tensor) -> tuple[int, tuple[int, ...], bytes]:
     if isinstance(t, np.ndarray):
         try:
-            t = torch.from_numpy(np.ascontiguousarray(t))
-        except TypeError:
+            t = torch.from_numpy(np.ascontiguousarray(t, dtype=t.dtype.newbyteorder("=")))
+        except (TypeError, ValueError):
             raise CodecError(f"tensor {name!r}: numpy dtype {t.dtype} cannot be stored; "
                              f"use one of {', '.join(v[0] for v in DTYPES.values())}") from None
     code = _TORCH_CODE.get(t.dtype)
@@ -103,7 +103,8 @@ def _encode_record(name: str, obj: LayerCode | np.ndarray | torch.Tensor) -> byt
         gaps, values = sparse.to_entries(obj.positions, obj.codes, obj.index_bits)
         vh, vt, vl, vs = _stream(values, k, obj.bits, obj.huffman)
         ih, it, il, is_ = _stream(gaps, 1 << obj.index_bits, obj.index_bits, obj.huffman)
-        kind, widths, cb, count = SPARSE, (obj.bits - 1) << 4 | (obj.index_bits - 1), obj.codebook[1:], varint(values.size)
+        kind, widths, cb = SPARSE, (obj.bits - 1) << 4 | (obj.index_bits - 1), obj.codebook[1:]
+        count = varint(values.size)
     else:
         vh, vt, vl, vs = _stream(obj.codes.astype(np.int64), k, obj.bits, obj.huffman)
         ih, it, il, is_ = False, b"", b"", b""
@@ -114,7 +115,8 @@ def _encode_record(name: str, obj: LayerCode | np.ndarray | torch.Tensor) -> byt
     return head + cb.astype("<f4").tobytes() + vt + vl + vs + it + il + is_
 
 
-def encode_model(tensors: dict[str, LayerCode | np.ndarray | torch.Tensor], meta: dict[str, Any] | None = None) -> bytes:
+def encode_model(tensors: dict[str, LayerCode | np.ndarray | torch.Tensor],
+                 meta: dict[str, Any] | None = None) -> bytes:
     """Serialise ``tensors`` (in dict order) and ``meta`` (JSON, keys sorted) to bytes.
 
     Deterministic: the same input gives byte-identical output (no timestamps).
@@ -267,7 +269,8 @@ def parse(data: bytes, *, max_numel: int = MAX_TOTAL_NUMEL) -> tuple[dict[str, A
     return meta, records, header
 
 
-def decode_codes(data: bytes, *, max_numel: int = MAX_TOTAL_NUMEL) -> tuple[dict[str, LayerCode | torch.Tensor], dict[str, Any]]:
+def decode_codes(data: bytes, *, max_numel: int = MAX_TOTAL_NUMEL
+                 ) -> tuple[dict[str, LayerCode | torch.Tensor], dict[str, Any]]:
     """Decode to the codec's input form: LayerCodes (without code-0 kept weights) and raw tensors."""
     meta, records, _ = parse(data, max_numel=max_numel)
     return {rec.name: rec.value for rec in records}, meta
@@ -295,7 +298,8 @@ def write_file(path: str | os.PathLike, tensors: dict[str, LayerCode | np.ndarra
     return path
 
 
-def read_file(path: str | os.PathLike, *, max_numel: int = MAX_TOTAL_NUMEL) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_file(path: str | os.PathLike, *, max_numel: int = MAX_TOTAL_NUMEL
+              ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read and decode a file written by :func:`write_file`."""
     try:
         data = Path(path).read_bytes()

@@ -242,6 +242,8 @@ class Prune(Stage):
         cfg: PruneConfig = self.config
         self._sensitivity: dict[str, dict[float, float]] = {}
         plan = self.plan(model, ctx)
+        if not plan:
+            log.warning("prune: the targets select no layer of this model; nothing pruned")
         clash = [n for n in plan if T.weight_name(n) in ctx.shared]
         if clash:
             raise UserError(f"prune: layers {clash[:5]} are already weight-shared; put `prune` before `share`")

@@ -53,10 +53,13 @@ def _init_centroids(s: torch.Tensor, k: int, init: str, lo: float, hi: float, ge
 
 
 def kmeans_1d(x: torch.Tensor, k: int, *, init: str = "linear", iters: int = 100, seed: int = 0,
-              max_fit: int = 1 << 22) -> torch.Tensor:
+              max_fit: int = 1 << 22, reseed_empty: bool = True) -> torch.Tensor:
     """k sorted float32 centroids of the values ``x`` (Lloyd's algorithm, exact in 1-D).
 
-    Deterministic for a given ``seed`` (used by the subsample and the "random" init)."""
+    ``reseed_empty``: a centroid left with no member (linear init strands many in the gap that
+    pruning leaves around zero) is moved into the cluster of largest squared error, the usual
+    k-means repair; without it such centroids stay unused. Deterministic for a given ``seed``
+    (used by the subsample and the "random" init)."""
     x = x.detach().reshape(-1).float().cpu()
     if x.numel() == 0:
         return torch.zeros(k)
@@ -65,17 +68,31 @@ def kmeans_1d(x: torch.Tensor, k: int, *, init: str = "linear", iters: int = 100
     s = x if x.numel() <= max_fit else x[torch.randint(0, x.numel(), (max_fit,), generator=gen)]
     s = s.double().sort().values
     c = _init_centroids(s, k, init, lo, hi, gen)
-    cs = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(s, 0)])
+    zero = torch.zeros(1, dtype=torch.float64)
+    cs, cs2 = torch.cat([zero, torch.cumsum(s, 0)]), torch.cat([zero, torch.cumsum(s * s, 0)])
     prev = None
     for _ in range(iters):
         mids = (c[1:] + c[:-1]) / 2
         b = torch.cat([torch.zeros(1, dtype=torch.long), torch.searchsorted(s, mids, right=True),
                        torch.tensor([s.numel()])])
-        if prev is not None and torch.equal(b, prev):
+        lo, hi = b[:-1], b[1:]
+        cnt = (hi - lo).double()
+        empty = cnt == 0
+        if prev is not None and torch.equal(b, prev) and not (reseed_empty and bool(empty.any())):
             break
         prev = b
-        cnt = (b[1:] - b[:-1]).double()
-        c = torch.where(cnt > 0, (cs[b[1:]] - cs[b[:-1]]) / cnt.clamp(min=1), c).sort().values
+        sums = cs[hi] - cs[lo]
+        c = torch.where(empty, c, sums / cnt.clamp(min=1))
+        if reseed_empty and bool(empty.any()):
+            # move each empty centroid into one of the clusters with the largest squared error, at
+            # the 3/4 point of its sorted members (the next Lloyd step splits that cluster)
+            sse = (cs2[hi] - cs2[lo]) - sums * sums / cnt.clamp(min=1)
+            donors = torch.argsort(-sse, stable=True)[: int(empty.sum())]
+            donors = donors[sse[donors] > 1e-30 * float(s.abs().max()) ** 2]
+            if donors.numel():
+                at = lo[donors] + ((hi[donors] - lo[donors]) * 3) // 4
+                c[torch.nonzero(empty).reshape(-1)[: donors.numel()]] = s[at.clamp(max=s.numel() - 1)]
+        c = c.sort().values
     return c.float()
 
 
@@ -87,16 +104,19 @@ def nearest(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def share_weight(w: torch.Tensor, bits: int, mask: torch.Tensor | None = None, *, init: str = "linear",
-                 iters: int = 100, seed: int = 0, max_fit: int = 1 << 22) -> SharedWeight:
+                 iters: int = 100, seed: int = 0, max_fit: int = 1 << 22, reseed_empty: bool = True
+                 ) -> SharedWeight:
     """Cluster one weight tensor; with ``mask`` (True = kept) codebook[0] = 0.0 is reserved."""
     flat = w.detach().reshape(-1).float()
     if mask is None:
-        cb = kmeans_1d(flat, 2 ** bits, init=init, iters=iters, seed=seed, max_fit=max_fit)
+        cb = kmeans_1d(flat, 2 ** bits, init=init, iters=iters, seed=seed, max_fit=max_fit,
+                        reseed_empty=reseed_empty)
         assign = nearest(flat, cb.to(flat.device)).cpu()
     else:
         m = mask.reshape(-1).to(flat.device)
         vals = flat[m]
-        fit = kmeans_1d(vals, 2 ** bits - 1, init=init, iters=iters, seed=seed, max_fit=max_fit)
+        fit = kmeans_1d(vals, 2 ** bits - 1, init=init, iters=iters, seed=seed, max_fit=max_fit,
+                        reseed_empty=reseed_empty)
         cb = torch.cat([torch.zeros(1), fit])
         assign = torch.zeros(flat.numel(), dtype=torch.long)
         assign[m.cpu()] = 1 + nearest(vals, fit.to(vals.device)).cpu()
@@ -108,13 +128,15 @@ class ShareConfig(TrainOptions):
     """``bits``: index width per layer, one int for all conv/fc layers or ``{pattern: bits}``
     (default: the paper's 8 bits conv / 5 bits FC). ``init``: centroid initialisation.
     ``iters``: max Lloyd iterations (stops earlier once the clusters are stable). ``max_fit``:
-    largest number of weights the k-means is fitted on (subsampled beyond). ``finetune_epochs``:
+    largest number of weights the k-means is fitted on (subsampled beyond). ``reseed_empty``: move
+    centroids left without members into the worst cluster (see ``kmeans_1d``). ``finetune_epochs``:
     centroid fine-tuning epochs (Eq. 3), ``centroid_reduce``: "sum" (the paper) or "mean"."""
 
     bits: int | dict[str, int] = field(default_factory=lambda: {"conv": 8, "fc": 5}, metadata=targets())
     init: Init = "linear"
     iters: int = 100
     max_fit: int = 1 << 22
+    reseed_empty: bool = True
     finetune_epochs: int = 1
     centroid_reduce: Literal["sum", "mean"] = "sum"
 
@@ -143,6 +165,8 @@ class Share(Stage):
     def _apply(self, model: nn.Module, ctx: Context, report: dict[str, Any]) -> nn.Module:
         cfg: ShareConfig = self.config
         plan = T.resolve_values(model, cfg.bits)
+        if not plan:
+            log.warning("share: the targets select no layer of this model; nothing shared")
         mods = dict(model.named_modules())
         layers: dict[str, Any] = {}
         for name, bits in plan.items():
@@ -152,7 +176,8 @@ class Share(Stage):
                 raise UserError(f"share: mask of {pname} has shape {tuple(mask.shape)} but the weight "
                                 f"{tuple(w.shape)}; run structured_prune before prune/share")
             t0 = time.perf_counter()
-            sw = share_weight(w, bits, mask, init=cfg.init, iters=cfg.iters, seed=ctx.seed, max_fit=cfg.max_fit)
+            sw = share_weight(w, bits, mask, init=cfg.init, iters=cfg.iters, seed=ctx.seed, max_fit=cfg.max_fit,
+                              reseed_empty=cfg.reseed_empty)
             with torch.no_grad():
                 w.copy_(sw.decode().to(w.device, w.dtype))
             ctx.shared[pname] = sw

@@ -3,7 +3,8 @@
 A target is an fnmatch pattern on module names (``"ip1"``, ``"features.*"``,
 ``"classifier.6"``) or a type selector: ``"conv"`` (every convolution) or ``"fc"`` (every
 Linear layer). Only layers with a weight matrix (Conv*d, Linear) are compressible; a pattern
-that matches none of them is a ``UserError`` that names it and lists valid names.
+that matches none of them is a ``UserError`` that names it and lists valid names; a selector
+that selects nothing (``"conv"`` on LeNet-300-100) is simply empty.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def resolve(model: nn.Module, patterns: Iterable[str]) -> list[str]:
     chosen: set[str] = set()
     for p in patterns:
         hit = match(p, layers)
-        if not hit:
+        if not hit and p not in SELECTORS:
             raise _no_match(p, model, layers)
         chosen.update(hit)
     return [n for n in layers if n in chosen]
@@ -65,7 +66,7 @@ def resolve_values(model: nn.Module, spec: Mapping[str, V] | V, default_patterns
     out: dict[str, V] = {}
     for p, v in spec.items():
         hit = match(p, layers)
-        if not hit:
+        if not hit and p not in SELECTORS:
             raise _no_match(p, model, layers)
         for n in hit:
             out[n] = v
@@ -76,7 +77,7 @@ def check_patterns(model: nn.Module, patterns: Iterable[str]) -> None:
     """Raise ``UserError`` for the first pattern that matches no conv/fc layer."""
     layers = compressible(model)
     for p in patterns:
-        if not match(p, layers):
+        if p not in SELECTORS and not match(p, layers):
             raise _no_match(p, model, layers)
 
 

@@ -1,0 +1,30 @@
+"""Deep Compression stages (Han, Mao, Dally, ICLR 2016, arXiv:1510.00149) and YAML recipes.
+
+Stages (registered in ``STAGES`` by their recipe name): ``prune`` (magnitude pruning, Han et
+al. 2015), ``structured_prune`` (filter pruning via torch-pruning), ``share`` (k-means weight
+sharing + centroid fine-tuning), ``finetune`` (retraining that keeps masks and sharing) and
+``huffman`` (encoding choices). ``to_layer_codes`` turns the result into codec input.
+"""
+from __future__ import annotations
+
+from edgecv.compress.base import (STAGES, Context, MaskedTraining, Origin, SharedWeight, Stage, TrainOptions,
+                                  centroid_gradient, register_stage, retrain)
+from edgecv.compress.channel_prune import StructuredPrune, StructuredPruneConfig
+from edgecv.compress.finetune import Finetune, FinetuneConfig
+from edgecv.compress.huffman_stage import Huffman, HuffmanConfig, to_layer_codes
+from edgecv.compress.prune import Prune, PruneConfig, allocate, keep_count, magnitude_mask, sensitivity_scan
+from edgecv.compress.recipe import Recipe, builtin_recipes, load_recipe, parse_recipe
+from edgecv.compress.share import Share, ShareConfig, kmeans_1d, nearest, share_weight
+from edgecv.compress.targets import compressible, resolve, resolve_values
+
+__all__ = [
+    "STAGES", "Context", "MaskedTraining", "Origin", "SharedWeight", "Stage", "TrainOptions",
+    "centroid_gradient", "register_stage", "retrain",
+    "Prune", "PruneConfig", "allocate", "keep_count", "magnitude_mask", "sensitivity_scan",
+    "StructuredPrune", "StructuredPruneConfig",
+    "Share", "ShareConfig", "kmeans_1d", "nearest", "share_weight",
+    "Finetune", "FinetuneConfig",
+    "Huffman", "HuffmanConfig", "to_layer_codes",
+    "Recipe", "builtin_recipes", "load_recipe", "parse_recipe",
+    "compressible", "resolve", "resolve_values",
+]
