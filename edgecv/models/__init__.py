@@ -66,17 +66,53 @@ def create_model(name: str, *, num_classes: int | None = None, **kwargs: Any) ->
     return model
 
 
+_ZOO_HASH: str | None = None
+
+
+def _counts(spec: ModelSpec, size: tuple[int, ...], kwargs: dict[str, Any]) -> tuple[int, int]:
+    """(params, MACs), cached on disk (~/.cache/edgecv) keyed by the model's source code, so that
+    `edgecv models` does not re-trace 80 models on every call."""
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+
+    global _ZOO_HASH
+    if _ZOO_HASH is None:  # every model file: families import each other's blocks
+        h = hashlib.sha256(torch.__version__.encode())
+        for f in sorted(Path(__file__).parent.glob("*.py")):
+            h.update(f.read_bytes())
+        _ZOO_HASH = h.hexdigest()
+    key = hashlib.sha256(f"{spec.name}|{size}|{sorted(kwargs.items())}|{_ZOO_HASH}".encode()).hexdigest()[:24]
+    cache = Path(os.environ.get("EDGECV_CACHE", Path.home() / ".cache" / "edgecv")) / "model_counts" / f"{key}.json"
+    try:
+        d = json.loads(cache.read_text())
+        return int(d["params"]), int(d["macs"])
+    except (OSError, ValueError, KeyError):
+        pass
+    with torch.device("meta"):
+        model = create_model(spec.name, **kwargs)
+    params, macs = count_params(model), count_macs(model, size)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"params": params, "macs": macs}))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # an unwritable cache only costs time
+    return params, macs
+
+
 def model_info(name: str, *, input_size: tuple[int, int, int] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Params, MACs at the default (or given) input size, input size, family and paper."""
     spec = MODELS.get(name)
     size = tuple(input_size or spec.input_size)
-    with torch.device("meta"):
-        model = create_model(spec.name, **kwargs)
+    params, macs = _counts(spec, size, kwargs)
     return {
         "name": spec.name,
         "family": spec.family,
-        "params": count_params(model),
-        "macs": count_macs(model, size),
+        "params": params,
+        "macs": macs,
         "input_size": list(size),
         "num_classes": kwargs.get("num_classes", spec.num_classes),
         "dataset": spec.dataset,
