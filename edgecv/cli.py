@@ -53,7 +53,7 @@ def _progress():
 
     from edgecv import distributed as D
 
-    return RichProgress(console=err_console, enabled=D.is_main() and err_console.is_terminal or None)
+    return RichProgress(console=err_console, enabled=D.is_main() and err_console.is_terminal)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

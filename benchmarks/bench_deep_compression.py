@@ -1,0 +1,65 @@
+"""Deep Compression end to end on ImageNet-shaped AlexNet / VGG-16: time and size, side by side.
+
+Prune (the paper's per-layer kept rates) + k-means sharing (8-bit conv / 5-bit fc) + Huffman,
+then encode to the file format and decode it again, timing each step; prints the sizes
+without Huffman (P+Q) and with it (P+Q+H) against the paper's ratios. The weights are
+edgecv's random initialisation (Kaiming normal): no ImageNet weights exist offline, and the
+Huffman gains of trained weights (heavier-tailed, structured masks) are larger.
+
+    .venv/bin/python benchmarks/bench_deep_compression.py [alexnet vgg16] [--json out.json]
+Targets (issue): VGG-16 encode (prune + share + Huffman, k-means included) <= 60 s, decode <= 20 s on 2 cores.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import torch
+
+from edgecv.codec import decode_model, encode_model, inspect
+from edgecv.compress import Context, load_recipe, to_layer_codes
+from edgecv.models import create_model
+
+PAPER = {"alexnet": (27, 35), "vgg16": (31, 49)}
+
+
+def run(name: str) -> dict:
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    original = sum(4 * t.numel() for t in model.state_dict().values() if t.is_floating_point())
+    recipe = load_recipe(f"deep_compression_{name}")
+    ctx = Context(model_name=name)
+    t0 = time.perf_counter()
+    model = recipe.run(model, ctx)
+    blob = encode_model(to_layer_codes(model, ctx), {"model": name})
+    t_encode = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    decoded, _ = decode_model(blob)
+    t_decode = time.perf_counter() - t0
+    assert all(torch.equal(decoded[k], v) for k, v in model.state_dict().items())
+    tot = inspect(blob)
+    pq = tot["totals"]["header_bytes"] + sum(r.get("fixed_width_bytes", r["total_bytes"]) for r in tot["rows"])
+    return {"model": name, "original_bytes": original, "pq_bytes": pq, "pqh_bytes": len(blob),
+            "pq_ratio": original / pq, "pqh_ratio": original / len(blob), "paper_pq": PAPER[name][0],
+            "paper_pqh": PAPER[name][1], "stage_s": dict(ctx.timings), "encode_s": t_encode, "decode_s": t_decode}
+
+
+def main() -> None:
+    names = [a for a in sys.argv[1:] if not a.startswith("--") and not a.endswith(".json")] or ["alexnet", "vgg16"]
+    rows = [run(n) for n in names]
+    print(f"{'model':8s} {'float32 MB':>10s} {'P+Q MB':>8s} {'P+Q x':>6s} {'paper':>5s} {'P+Q+H MB':>9s} "
+          f"{'P+Q+H x':>8s} {'paper':>5s} {'encode s':>9s} {'decode s':>9s}")
+    for r in rows:
+        print(f"{r['model']:8s} {r['original_bytes'] / 2**20:10.1f} {r['pq_bytes'] / 2**20:8.2f} {r['pq_ratio']:6.1f} "
+              f"{r['paper_pq']:5d} {r['pqh_bytes'] / 2**20:9.2f} {r['pqh_ratio']:8.1f} {r['paper_pqh']:5d} "
+              f"{r['encode_s']:9.1f} {r['decode_s']:9.1f}")
+        print("   stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["stage_s"].items()))
+    if "--json" in sys.argv:
+        out = sys.argv[sys.argv.index("--json") + 1]
+        with open(out, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
