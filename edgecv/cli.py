@@ -294,7 +294,9 @@ def decompress_cmd(file: str, out: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the click group; user errors become one line and exit code 2."""
     try:
-        cli.main(args=argv, prog_name="edgecv", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="edgecv", standalone_mode=False)
+        if isinstance(rv, int) and rv:  # click returns Exit codes instead of raising when not standalone
+            return rv
     except UserError as e:
         err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
         return e.exit_code

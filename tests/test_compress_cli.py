@@ -97,3 +97,21 @@ def test_unknown_recipe_target_is_an_error_with_line(capsys, tmp_path):
     r.write_text("stages:\n  - prune:\n      keep: {nosuchlayer: 0.5}\n")
     code, _, err = run(capsys, "compress", "lenet5_caffe", "--recipe", r, "-o", tmp_path / "x.edc")
     assert code == 2 and "r.yaml:3" in err and "nosuchlayer" in err
+
+
+@pytest.mark.parametrize("max_drop,code_expected", [(1.0, 3), (100.0, 0)])
+def test_accuracy_gate_exit_code(capsys, tmp_path, shared, max_drop, code_expected):
+    from tests.conftest import REPO
+
+    # a deliberately destructive recipe (0.5% kept, 2-bit codes, no retraining): top-1 collapses
+    r = tmp_path / "crush.yaml"
+    r.write_text("stages:\n  - prune:\n      keep: 0.005\n      finetune_epochs: 0\n"
+                 "  - share:\n      bits: 2\n      finetune_epochs: 0\n")
+    code, out, err = run(capsys, "compress", "lenet_300_100", "--recipe", r, "--weights",
+                         REPO / "weights" / "lenet_300_100-mnist.safetensors", "--data", "mnist",
+                         "--eval-limit", "500", "--train-limit", "256", "--max-drop", max_drop,
+                         "-o", tmp_path / "x.edc", "--json", tmp_path / "x.json")
+    assert code == code_expected, err
+    rep = json.loads((tmp_path / "x.json").read_text())  # the report is written either way
+    assert rep["accuracy"]["before"] > 95.0 and rep["accuracy"]["drop"] > 20.0
+    assert rep["gate"] == {"max_drop": max_drop, "passed": code_expected == 0}
