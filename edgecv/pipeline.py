@@ -36,7 +36,7 @@ def default_recipe(model_name: str) -> str:
             top = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError:
             continue
-        if isinstance(top, dict) and top.get("model") == name and top.get("default", True):
+        if isinstance(top, dict) and top.get("model") == name:  # first in name order: squeezenet_dc before squeezenet_dc_cifar10
             return str(p)
     return str(RECIPE_DIR / f"{GENERIC_RECIPE}.yaml")
 

@@ -132,9 +132,10 @@ def test_pretrained_cifar_resnet_on_real_cifar10(capsys, tmp_path, shared, depth
 
 
 @needs_shared
-@pytest.mark.parametrize("name,floor", [("lenet_300_100", 98.2), ("lenet5", 99.0), ("lenet5_caffe", 99.0)])
-def test_committed_lenet_weights_reach_their_accuracy(capsys, tmp_path, name, floor):
-    w = REPO / "weights" / f"{name}-mnist.safetensors"
-    code, _, err = run(capsys, "eval", name, "--weights", w, "--data", "mnist", "--json", tmp_path / "r.json")
+@pytest.mark.parametrize("name,data,floor", [("lenet_300_100", "mnist", 98.2), ("lenet5", "mnist", 99.0),
+                                             ("lenet5_caffe", "mnist", 99.0), ("squeezenet1_0", "cifar10", 58.5)])
+def test_committed_weights_reach_their_accuracy(capsys, tmp_path, name, data, floor):
+    w = REPO / "weights" / f"{name}-{data}.safetensors"
+    code, _, err = run(capsys, "eval", name, "--weights", w, "--data", data, "--json", tmp_path / "r.json")
     assert code == 0, err
     assert json.loads((tmp_path / "r.json").read_text())["top1"] >= floor

@@ -153,3 +153,25 @@ def test_integer_layer_names_and_empty_selection(caplog):
         parse_recipe("stages:\n  - prune: {keep: 0.5, layers: [conv], finetune_epochs: 0}\n").run(
             create_model("lenet_300_100"), Context())
     assert "nothing pruned" in caplog.text
+
+
+REPO_RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", REPO_RECIPES, ids=[p.stem for p in REPO_RECIPES])
+def test_every_shipped_recipe_loads_dry_runs_and_documents_itself(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# edgecv compress"), "a recipe opens with the command that runs it"
+    assert "Expected" in path.read_text().split("stages:")[0], "and says what result to expect"
+    rec = load_recipe(path)
+    plan = rec.dry_run(rec.model or "resnet18")
+    assert [p["stage"] for p in plan] == [s.name for s in rec.stages]
+    assert all(any(layers for layers in p["layers"].values()) for p in plan if p["layers"])
+
+
+def test_default_recipe_per_model():
+    from edgecv.pipeline import default_recipe
+
+    assert Path(default_recipe("squeezenet")).stem == "squeezenet_dc"
+    assert Path(default_recipe("lenet_300_100")).stem == "deep_compression_lenet300"
+    assert Path(default_recipe("mobilenet_v2")).stem == "deep_compression_generic"
