@@ -20,6 +20,7 @@ import torch
 from edgecv.codec import decode_model, encode_model, inspect
 from edgecv.compress import Context, load_recipe, to_layer_codes
 from edgecv.models import create_model
+from edgecv.pipeline import float32_bytes
 
 PAPER = {"alexnet": (27, 35), "vgg16": (31, 49)}
 
@@ -27,7 +28,7 @@ PAPER = {"alexnet": (27, 35), "vgg16": (31, 49)}
 def run(name: str) -> dict:
     torch.manual_seed(0)
     model = create_model(name).eval()
-    original = sum(4 * t.numel() for t in model.state_dict().values() if t.is_floating_point())
+    original = float32_bytes(model.state_dict())
     recipe = load_recipe(f"deep_compression_{name}")
     ctx = Context(model_name=name)
     t0 = time.perf_counter()

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
 
 from edgecv.errors import UserError
 from edgecv.models import create_model, get_spec
@@ -171,17 +170,3 @@ def decompress(path: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any
     save_checkpoint(tensors, out, {**meta, "decompressed_from": str(path)})
     return {"file": str(path), "out": str(out), "tensors": len(tensors), "meta": meta}
 
-
-def load_compressed(path: str | os.PathLike) -> nn.Module:
-    """Rebuild the zoo model stored in a compressed file, with its decoded weights."""
-    from edgecv.codec import read_file
-
-    tensors, meta = read_file(path)
-    if "model" not in meta:
-        raise UserError(f"{path} does not name its model; decompress it and pass MODEL --weights")
-    model = create_model(meta["model"], num_classes=meta.get("num_classes"))
-    from edgecv.models import check_state_dict
-
-    check_state_dict(model, tensors, source=str(path))
-    model.load_state_dict(tensors, strict=True)
-    return model

@@ -6,7 +6,7 @@ name twice raises, and an unknown name raises with the closest matches.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from edgecv.errors import UserError
@@ -32,15 +32,6 @@ class Registry(Generic[T]):
             raise ValueError(f"duplicate {self.kind} name {name!r}")
         self._items[name] = item
         return item
-
-    def register(self, name: str | None = None) -> Callable[[T], T]:
-        """Decorator form; the key defaults to the object's ``__name__``."""
-
-        def deco(obj: T) -> T:
-            self.add(name or obj.__name__, obj)  # type: ignore[attr-defined]
-            return obj
-
-        return deco
 
     def alias(self, alias: str, target: str) -> None:
         if alias in self._items or alias in self._aliases:

@@ -52,10 +52,8 @@ def build(model_name: str, *, num_classes: int | None, weights: str | os.PathLik
           seed: int = 0, **kwargs: Any) -> nn.Module:
     """create_model (seeded init) and, when given, strict loading of ``weights``."""
     torch.manual_seed(seed)
-    if weights is not None:
-        meta = load_meta(weights)
-        if num_classes is None and "num_classes" in meta:
-            num_classes = int(meta["num_classes"])
+    if weights is not None and num_classes is None:
+        num_classes = load_meta(weights).get("num_classes")
     model = create_model(model_name, num_classes=num_classes, **kwargs)
     if weights is not None:
         load_weights(model, weights)

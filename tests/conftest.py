@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,11 +9,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _shared() -> Path | None:
-    env = os.environ.get("EDGECV_SHARED")
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared", Path.cwd().parent / "shared"]:
-        if (cand / "data").is_dir():
-            return cand
-    return None
+    from edgecv.data.sources import shared_root
+
+    root = shared_root(required=False)
+    return root if root is not None and (root / "data").is_dir() else None
 
 
 SHARED = _shared()
