@@ -1,0 +1,38 @@
+"""The ``edgecv`` command line: each command parses options, calls the library, prints.
+
+Commands live one module per area and register on the click group by explicit import below.
+User errors (``edgecv.errors.UserError``) print one line to stderr and exit non-zero
+(``UserError.exit_code``, 2), without a traceback.
+"""
+from __future__ import annotations
+
+
+
+import click
+
+from edgecv.cli._app import cli, err_console
+from edgecv.errors import UserError
+
+# explicit registration of the commands (import order = order in `edgecv --help`)
+from edgecv.cli import zoo, train, compress  # noqa: E402,F401  isort: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the click group; user errors become one line and exit code 2."""
+    try:
+        rv = cli.main(args=argv, prog_name="edgecv", standalone_mode=False)
+        if isinstance(rv, int) and rv:  # click returns Exit codes instead of raising when not standalone
+            return rv
+    except UserError as e:
+        err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+        return e.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    return 0
+

@@ -1,0 +1,81 @@
+"""`edgecv train` and `edgecv eval` on real data."""
+from __future__ import annotations
+
+
+import click
+from rich.table import Table
+
+from edgecv.cli._app import emit_json, make_progress, cli, console
+
+
+@cli.command("train")
+@click.argument("model")
+@click.option("--data", required=True, help="mnist | fashion-mnist | cifar10 | imagenet-samples | PATH")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=0.05, show_default=True)
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="sgd", show_default=True)
+@click.option("--weight-decay", type=float, default=5e-4, show_default=True)
+@click.option("--schedule", type=click.Choice(["cosine", "constant", "step"]), default="cosine", show_default=True)
+@click.option("--label-smoothing", type=float, default=0.0)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--weights", default=None, help="Start from these weights.")
+@click.option("--input-size", type=int, default=None, help="Square input size (default: the model's for its dataset).")
+@click.option("--limit", type=int, default=None, help="Use only the first N training images.")
+@click.option("--max-steps", type=int, default=None, help="Stop after N optimizer steps (smoke runs).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "json_out", default=None, help="Also write the report as JSON to FILE ('-' = stdout).")
+def train_cmd(model: str, data: str, out: str, epochs: int, batch_size: int, lr: float, optimizer: str,
+              weight_decay: float, schedule: str, label_smoothing: float, seed: int, weights: str | None,
+              input_size: int | None, limit: int | None, max_steps: int | None, device: str,
+              json_out: str | None) -> None:
+    """Train MODEL on --data and save safetensors (+ a JSON of metadata). Works under torchrun."""
+    from edgecv import distributed as D
+    from edgecv.engine import TrainConfig
+    from edgecv.workflows import train_model
+
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+                      schedule=schedule, label_smoothing=label_smoothing, seed=seed, device=device,
+                      max_steps=max_steps)
+    D.maybe_init()
+    rep = train_model(model, data, out, cfg, weights=weights, input_size=input_size, limit=limit,
+                      progress=make_progress())
+    if not D.is_main():
+        return
+    t = Table(title=f"train {rep['model']} on {data}")
+    for col in ("epoch", "loss", "train top-1", "seconds"):
+        t.add_column(col, justify="right")
+    for h in rep["history"]:
+        t.add_row(str(h["epoch"]), f"{h['loss']:.4f}", f"{h['train_top1']:.2f}%", f"{h['seconds']:.1f}")
+    console.print(t)
+    te = rep["test"]
+    console.print(f"test top-1 {te['top1']:.2f}%  top-5 {te['top5']:.2f}%  ({te['n']} images)  -> {out}")
+    emit_json(rep, json_out)
+
+
+@cli.command("eval")
+@click.argument("model")
+@click.option("--weights", default=None, help=".safetensors or weights-only .pth/.th (default: random init).")
+@click.option("--data", required=True, help="mnist | fashion-mnist | cifar10 | imagenet-samples | PATH")
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
+@click.option("--limit", type=int, default=None, help="Only the first N images.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--input-size", type=int, default=None)
+@click.option("--mean", type=float, nargs=3, default=None, help="Override normalisation mean.")
+@click.option("--std", type=float, nargs=3, default=None, help="Override normalisation std.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "json_out", default=None, help="Also write the result as JSON to FILE ('-' = stdout).")
+def eval_cmd(model: str, weights: str | None, data: str, split: str, limit: int | None, batch_size: int,
+             input_size: int | None, mean, std, device: str, json_out: str | None) -> None:
+    """Top-1 / top-5 / images per second of MODEL on --data."""
+    from edgecv.workflows import evaluate_model
+
+    res = evaluate_model(model, weights, data, split=split, input_size=input_size, limit=limit,
+                         batch_size=batch_size, mean=mean, std=std, device=device, progress=make_progress())
+    t = Table(title=f"eval {res['model']} on {data} ({split})")
+    for col in ("images", "top-1", "top-5", "images/s"):
+        t.add_column(col, justify="right")
+    t.add_row(str(res["n"]), f"{res['top1']:.2f}%", f"{res['top5']:.2f}%", f"{res['images_per_s']:.0f}")
+    console.print(t)
+    emit_json(res, json_out)
