@@ -5,6 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS="${1:-all,dev}"
+# Debian tools the tests drive (adb, sshd): installed when missing and apt-get can run as root
+pkgs=$(sed 's/#.*//' scripts/apt-packages.txt | xargs)
+missing=$(for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done | xargs)
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    (apt-get install -y -q $missing || (apt-get update -q && apt-get install -y -q $missing)) >/dev/null \
+      || echo "warning: could not install $missing (tests that need them will skip)"
+  else
+    echo "note: not root; install these for the adb/ssh tests: sudo apt-get install $missing"
+  fi
+fi
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true

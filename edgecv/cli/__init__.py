@@ -14,7 +14,7 @@ from edgecv.cli._app import cli, err_console
 from edgecv.errors import UserError
 
 # explicit registration of the commands (import order = order in `edgecv --help`)
-from edgecv.cli import zoo, train, compress  # noqa: E402,F401  isort: skip
+from edgecv.cli import zoo, train, compress, export, bench  # noqa: E402,F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""`edgecv export`: ONNX and TFLite files checked against PyTorch (filled in by the export work)."""
