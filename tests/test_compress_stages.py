@@ -341,3 +341,39 @@ def _has_codec() -> bool:
     except ImportError:
         return False
     return True
+
+
+@pytest.mark.parametrize("density,bits", [(0.01, 5), (0.08, 6), (0.5, 4)])
+def test_auto_index_bits_picks_the_width_with_the_smallest_encoded_tensor(density, bits):
+    """Oracle: encode the tensor with every width in AUTO_RANGE and compare file sizes."""
+    import numpy as np
+
+    from edgecv.codec import LayerCode, encode_model
+    from edgecv.compress.huffman_stage import AUTO_RANGE, choose_index_bits
+
+    rng = np.random.default_rng(1)
+    n = 40_000
+    pos = np.nonzero(rng.random(n) < density)[0]
+    pos = pos[(pos < 15_000) | (pos > 25_000)]  # a long empty run, as dead inputs leave
+    codes = np.minimum(rng.geometric(0.25, pos.size), (1 << bits) - 1)  # peaked, like trained weights
+    book = np.r_[0.0, np.linspace(-1, 1, (1 << bits) - 1)].astype(np.float32)
+
+    def size(width: int) -> int:
+        lc = LayerCode(shape=(n,), codebook=book, bits=bits, codes=codes.astype(np.uint16), positions=pos,
+                       index_bits=width, huffman=True)
+        return len(encode_model({"w": lc}))
+
+    sizes = {w: size(w) for w in AUTO_RANGE}
+    assert sizes[choose_index_bits(pos, codes, bits, True)] == min(sizes.values())
+
+
+def test_huffman_stage_auto_index_bits_in_layer_codes():
+    m = lenet()
+    ctx = Context()
+    Prune(PruneConfig(keep=KEEP, finetune_epochs=0)).apply(m, ctx)
+    Huffman(HuffmanConfig(index_bits={"fc": "auto", "ip3": 3})).apply(m, ctx)
+    assert ctx.encoding["ip3.weight"] == (3, True) and ctx.encoding["ip1.weight"][0] == 0  # 0 = auto
+    codes = to_layer_codes(m, ctx)
+    assert codes["ip3.weight"].index_bits == 3 and 2 <= codes["ip1.weight"].index_bits <= 12
+    with pytest.raises(UserError):
+        HuffmanConfig(index_bits="wide")

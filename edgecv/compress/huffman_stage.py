@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -24,23 +24,28 @@ from edgecv.errors import UserError
 log = logging.getLogger(__name__)
 
 DEFAULT_INDEX_BITS = 5
+AUTO = 0  # ctx.encoding's index width for "auto": chosen per tensor by ``choose_index_bits``
+AUTO_RANGE = range(2, 13)  # widths tried by "auto" (a 12-bit gap table is already 4,096 entries)
 RAW_UNIQUE_LIMIT = 1 << 16  # a masked, unshared weight gets a codebook of its values up to this many
 
 
 @dataclass
 class HuffmanConfig:
     """``index_bits``: width of a relative index (gap), one int for every layer or
-    ``{pattern: bits}`` (later patterns override; unlisted compressed layers get 5).
+    ``{pattern: bits}`` (later patterns override; unlisted compressed layers get 5). ``auto``
+    picks, per tensor, the width in 2..12 that makes its entries (fillers included) smallest --
+    an edgecv addition: the paper fixes one width per network (5 bits LeNet, 4 AlexNet conv).
     ``enabled``: Huffman-code value codes and gaps (False = fixed-width codes only, "P+Q")."""
 
-    index_bits: int | dict[str, int] = field(default=DEFAULT_INDEX_BITS, metadata=targets())
+    index_bits: int | Literal["auto"] | dict[str, int | Literal["auto"]] = field(
+        default=DEFAULT_INDEX_BITS, metadata=targets())
     enabled: bool = True
 
     def __post_init__(self) -> None:
         vals = self.index_bits.items() if isinstance(self.index_bits, dict) else [("index_bits", self.index_bits)]
         for name, b in vals:
-            if not 1 <= b <= 16:
-                raise UserError(f"huffman: index_bits for {name!r} must be 1..16, got {b}")
+            if b != "auto" and (isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 16):
+                raise UserError(f"huffman: index_bits for {name!r} must be 1..16 or 'auto', got {b!r}")
 
 
 @register_stage
@@ -62,9 +67,53 @@ class Huffman(Stage):
             log.warning("huffman: no pruned or shared weights; every tensor will be stored raw")
         for pname in names:
             module = pname.rsplit(".", 1)[0] if "." in pname else ""
-            ctx.encoding[pname] = (per.get(module, default), cfg.enabled)
-        report.update({"layers": {k: {"index_bits": v[0], "huffman": v[1]} for k, v in ctx.encoding.items()}})
+            width = per.get(module, default)
+            ctx.encoding[pname] = (AUTO if width == "auto" else width, cfg.enabled)
+        report.update({"layers": {k: {"index_bits": v[0] or "auto", "huffman": v[1]}
+                                  for k, v in ctx.encoding.items()}})
         return model
+
+
+def _stream_bytes(freq: np.ndarray, width: int, huff: bool) -> int:
+    """Bytes of one symbol stream as the codec stores it: Huffman (with its table) only when smaller."""
+    from edgecv.codec import huffman
+
+    n = int(freq.sum())
+    fixed = (n * width + 7) // 8
+    if not huff or n == 0:
+        return fixed
+    lengths = huffman.code_lengths(freq)
+    return min(fixed, (huffman.stream_bits(freq, lengths) + 7) // 8 + len(huffman.table_bytes(lengths)))
+
+
+def choose_index_bits(positions: np.ndarray, codes: np.ndarray, bits: int, huff: bool) -> int:
+    """The gap width in ``AUTO_RANGE`` that minimises the stored gap + value streams of one tensor.
+
+    Computed from the histogram of distances between kept weights, without building the entries:
+    with D = 2**w a distance d costs (d - 1) // D fillers (gap symbol D - 1, value code 0) and one
+    real entry with gap symbol d - 1 - D * ((d - 1) // D) (codec/sparse.py)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    codes = np.asarray(codes, dtype=np.int64)
+    keep = codes != 0
+    positions, codes = positions[keep], codes[keep]
+    if positions.size == 0:
+        return DEFAULT_INDEX_BITS
+    d = np.diff(positions, prepend=-1) - 1
+    dist, count = np.unique(d, return_counts=True)
+    vfreq = np.bincount(codes, minlength=1 << bits)
+    best = None
+    for w in AUTO_RANGE:
+        D = 1 << w
+        fill = dist // D
+        gfreq = np.bincount(dist - fill * D, weights=count, minlength=D).astype(np.int64)
+        nfill = int((fill * count).sum())
+        gfreq[D - 1] += nfill
+        vf = vfreq.copy()
+        vf[0] += nfill
+        cost = _stream_bytes(gfreq, w, huff) + _stream_bytes(vf, bits, huff)
+        if best is None or cost < best[0]:
+            best = (cost, w)
+    return best[1]
 
 
 def _bits_for(k: int) -> int:
@@ -98,9 +147,11 @@ def to_layer_codes(model: nn.Module, ctx: Context) -> dict[str, Any]:
                 positions: np.ndarray | None = pos.numpy().astype(np.int64)
             else:
                 codes, positions = assign, None
+            if positions is not None and index_bits == AUTO:
+                index_bits = choose_index_bits(positions, codes.numpy(), sw.bits, huff)
             out[name] = LayerCode(shape=tuple(t.shape), codebook=codebook, bits=sw.bits,
                                   codes=codes.numpy().astype(np.uint16), positions=positions,
-                                  index_bits=index_bits, huffman=huff)
+                                  index_bits=index_bits or DEFAULT_INDEX_BITS, huffman=huff)
         elif mask is not None:
             flat = t.reshape(-1).float()
             m = mask.reshape(-1).cpu()
@@ -111,9 +162,11 @@ def to_layer_codes(model: nn.Module, ctx: Context) -> dict[str, Any]:
                 out[name] = t
                 continue
             codebook = torch.cat([torch.zeros(1), uniq]).numpy().astype(np.float32)
-            out[name] = LayerCode(shape=tuple(t.shape), codebook=codebook, bits=_bits_for(codebook.size),
-                                  codes=(inv + 1).numpy().astype(np.uint16), positions=pos.numpy().astype(np.int64),
-                                  index_bits=index_bits, huffman=huff)
+            bits, codes, positions = _bits_for(codebook.size), (inv + 1).numpy(), pos.numpy().astype(np.int64)
+            if index_bits == AUTO:
+                index_bits = choose_index_bits(positions, codes, bits, huff)
+            out[name] = LayerCode(shape=tuple(t.shape), codebook=codebook, bits=bits, codes=codes.astype(np.uint16),
+                                  positions=positions, index_bits=index_bits, huffman=huff)
         else:
             out[name] = t
     return out
