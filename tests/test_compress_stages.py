@@ -377,3 +377,20 @@ def test_huffman_stage_auto_index_bits_in_layer_codes():
     assert codes["ip3.weight"].index_bits == 3 and 2 <= codes["ip1.weight"].index_bits <= 12
     with pytest.raises(UserError):
         HuffmanConfig(index_bits="wide")
+
+
+def test_layer_codes_drop_unused_centroids_and_decode_identically():
+    from edgecv.codec import decode_model, encode_model
+
+    m = lenet()
+    ctx = Context()
+    Prune(PruneConfig(keep={"ip1": 0.05}, finetune_epochs=0)).apply(m, ctx)
+    # linear init without re-seeding strands centroids in the gap that pruning leaves around zero
+    Share(ShareConfig(bits={"ip1": 8}, reseed_empty=False, finetune_epochs=0)).apply(m, ctx)
+    sw = ctx.shared["ip1.weight"]
+    used = int(torch.unique(sw.assign).numel())
+    assert used < sw.codebook.numel()
+    lc = to_layer_codes(m, ctx)["ip1.weight"]
+    assert lc.codebook.size == used and lc.codebook[0] == 0.0 and lc.bits == 8
+    back, _ = decode_model(encode_model(to_layer_codes(m, ctx)))
+    assert torch.equal(back["ip1.weight"], m.state_dict()["ip1.weight"])

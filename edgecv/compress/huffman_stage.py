@@ -139,8 +139,7 @@ def to_layer_codes(model: nn.Module, ctx: Context) -> dict[str, Any]:
         index_bits, huff = ctx.encoding.get(name, (DEFAULT_INDEX_BITS, False))
         if sw is not None:
             _check_shared(name, t, sw)
-            assign = sw.assign.reshape(-1).cpu()
-            codebook = sw.codebook.detach().cpu().float().numpy().astype(np.float32)
+            assign, codebook = _compact(sw)
             if sw.sparse:
                 pos = torch.nonzero(assign).reshape(-1)
                 codes = assign[pos]
@@ -170,6 +169,21 @@ def to_layer_codes(model: nn.Module, ctx: Context) -> dict[str, Any]:
         else:
             out[name] = t
     return out
+
+
+def _compact(sw: Any) -> tuple[torch.Tensor, np.ndarray]:
+    """(flat assignment, codebook) with the centroids no weight uses dropped and the codes renumbered
+    in order (a sparse layer keeps its reserved 0.0 at index 0): an unused centroid would cost 4
+    bytes in the file and a Huffman table entry for nothing. The decoded weights are unchanged."""
+    assign = sw.assign.reshape(-1).cpu()
+    book = sw.codebook.detach().cpu().float()
+    used = torch.unique(assign)
+    if sw.sparse and (used.numel() == 0 or used[0] != 0):
+        used = torch.cat([torch.zeros(1, dtype=used.dtype), used])
+    if used.numel() < book.numel():
+        assign = torch.searchsorted(used, assign)
+        book = book[used]
+    return assign, book.numpy().astype(np.float32)
 
 
 def _check_shared(name: str, t: torch.Tensor, sw: Any) -> None:
