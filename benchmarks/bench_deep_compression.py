@@ -2,7 +2,8 @@
 
 Prune (the paper's per-layer kept rates) + k-means sharing (8-bit conv / 5-bit fc) + Huffman,
 then encode to the file format and decode it again, timing each step; prints the sizes
-without Huffman (P+Q) and with it (P+Q+H) against the paper's ratios. The weights are
+without Huffman (P+Q) and with it (P+Q+H) against the paper's ratios, each with the paper's
+fixed index width and with edgecv's per-tensor ``index_bits: auto``. The weights are
 edgecv's random initialisation (Kaiming normal): no ImageNet weights exist offline, and the
 Huffman gains of trained weights (heavier-tailed, structured masks) are larger.
 
@@ -17,8 +18,9 @@ import time
 
 import torch
 
-from edgecv.codec import decode_model, encode_model, inspect
+from edgecv.codec import decode_model, encode_model
 from edgecv.compress import Context, load_recipe, to_layer_codes
+from edgecv.compress.huffman_stage import AUTO
 from edgecv.models import create_model
 from edgecv.pipeline import float32_bytes
 
@@ -39,22 +41,30 @@ def run(name: str) -> dict:
     decoded, _ = decode_model(blob)
     t_decode = time.perf_counter() - t0
     assert all(torch.equal(decoded[k], v) for k, v in model.state_dict().items())
-    tot = inspect(blob)
-    pq = tot["totals"]["header_bytes"] + sum(r.get("fixed_width_bytes", r["total_bytes"]) for r in tot["rows"])
-    return {"model": name, "original_bytes": original, "pq_bytes": pq, "pqh_bytes": len(blob),
-            "pq_ratio": original / pq, "pqh_ratio": original / len(blob), "paper_pq": PAPER[name][0],
+    paper_width = dict(ctx.encoding)
+    sizes = {}
+    for width in ("paper", "auto"):  # the same pruned + shared weights, four encodings
+        for huff in (False, True):
+            ctx.encoding = {k: (w if width == "paper" else AUTO, huff) for k, (w, _) in paper_width.items()}
+            sizes[("P+Q+H" if huff else "P+Q") + f" {width}"] = len(encode_model(to_layer_codes(model, ctx),
+                                                                                {"model": name}))
+    assert sizes["P+Q+H paper"] == len(blob)
+    return {"model": name, "original_bytes": original, "bytes": sizes,
+            "ratio": {k: original / v for k, v in sizes.items()}, "paper_pq": PAPER[name][0],
             "paper_pqh": PAPER[name][1], "stage_s": dict(ctx.timings), "encode_s": t_encode, "decode_s": t_decode}
 
 
 def main() -> None:
     names = [a for a in sys.argv[1:] if not a.startswith("--") and not a.endswith(".json")] or ["alexnet", "vgg16"]
     rows = [run(n) for n in names]
-    print(f"{'model':8s} {'float32 MB':>10s} {'P+Q MB':>8s} {'P+Q x':>6s} {'paper':>5s} {'P+Q+H MB':>9s} "
-          f"{'P+Q+H x':>8s} {'paper':>5s} {'encode s':>9s} {'decode s':>9s}")
+    kinds = ["P+Q paper", "P+Q auto", "P+Q+H paper", "P+Q+H auto"]
+    print(f"{'model':8s} {'float32 MB':>10s} " + " ".join(f"{k:>17s}" for k in kinds)
+          + f" {'paper P+Q / P+Q+H':>18s} {'encode s':>9s} {'decode s':>9s}")
     for r in rows:
-        print(f"{r['model']:8s} {r['original_bytes'] / 2**20:10.1f} {r['pq_bytes'] / 2**20:8.2f} {r['pq_ratio']:6.1f} "
-              f"{r['paper_pq']:5d} {r['pqh_bytes'] / 2**20:9.2f} {r['pqh_ratio']:8.1f} {r['paper_pqh']:5d} "
-              f"{r['encode_s']:9.1f} {r['decode_s']:9.1f}")
+        cells = (f"{r['ratio'][k]:.1f}x ({r['bytes'][k] / 2**20:.2f} MB)" for k in kinds)
+        print(f"{r['model']:8s} {r['original_bytes'] / 2**20:10.1f} " + " ".join(f"{c:>17s}" for c in cells)
+              + f" {str(r['paper_pq']) + 'x / ' + str(r['paper_pqh']) + 'x':>18s} {r['encode_s']:9.1f}"
+              f" {r['decode_s']:9.1f}")
         print("   stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["stage_s"].items()))
     if "--json" in sys.argv:
         out = sys.argv[sys.argv.index("--json") + 1]
