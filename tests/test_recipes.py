@@ -175,3 +175,14 @@ def test_default_recipe_per_model():
     assert Path(default_recipe("squeezenet")).stem == "squeezenet_dc"
     assert Path(default_recipe("lenet_300_100")).stem == "deep_compression_lenet300"
     assert Path(default_recipe("mobilenet_v2")).stem == "deep_compression_generic"
+
+
+def test_keyword_values_are_not_layer_patterns():
+    """`index_bits: auto` is a keyword of the field's type, not a layer called "auto"."""
+    from edgecv.compress import parse_recipe
+
+    rec = parse_recipe("model: lenet_300_100\nstages:\n  - prune: {keep: 0.1}\n  - huffman: {index_bits: auto}\n")
+    rec.dry_run()
+    with pytest.raises(UserError, match="matches no"):
+        parse_recipe("model: lenet_300_100\nstages:\n  - prune: {keep: 0.1}\n"
+                     "  - huffman: {index_bits: {autox: 4}}\n").dry_run()

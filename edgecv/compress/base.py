@@ -137,8 +137,8 @@ class Stage:
                 out[f.name] = list(v)
             elif isinstance(v, (list, tuple)):
                 out[f.name] = [str(x) for x in v]
-            elif isinstance(v, str):
-                out[f.name] = [v]
+            elif isinstance(v, str) and v not in _literal_words(type(self.config), f.name):
+                out[f.name] = [v]  # a bare string is one pattern, unless it is a keyword such as "auto"
         return out
 
     def with_bits(self, bits: int) -> Stage:
@@ -157,6 +157,21 @@ def register_stage(cls: type[Stage]) -> type[Stage]:
 def targets(*, meta: bool = True) -> dict[str, Any]:
     """``field(metadata=...)`` marker: the field holds layer patterns (dict keys or list items)."""
     return {"targets": meta}
+
+
+def _literal_words(cls: type, name: str) -> set[str]:
+    """The string ``Literal`` choices anywhere in the annotation of field ``name`` of ``cls``."""
+    import typing
+
+    words: set[str] = set()
+    todo = [typing.get_type_hints(cls)[name]]
+    while todo:
+        tp = todo.pop()
+        if typing.get_origin(tp) is typing.Literal:
+            words.update(a for a in typing.get_args(tp) if isinstance(a, str))
+        else:
+            todo.extend(typing.get_args(tp))
+    return words
 
 
 # --------------------------------------------------------------------------- retraining
