@@ -10,9 +10,11 @@ from __future__ import annotations
 from edgecv.compress.base import (STAGES, Context, MaskedTraining, Origin, SharedWeight, Stage, TrainOptions,
                                   centroid_gradient, register_stage, retrain)
 from edgecv.compress.channel_prune import StructuredPrune, StructuredPruneConfig
+from edgecv.compress.distill import Distill, DistillConfig, DistillLoss, distillation_loss
 from edgecv.compress.finetune import Finetune, FinetuneConfig
 from edgecv.compress.huffman_stage import Huffman, HuffmanConfig, to_layer_codes
 from edgecv.compress.prune import Prune, PruneConfig, allocate, keep_count, magnitude_mask, sensitivity_scan
+from edgecv.compress.quantize import Quantize, QuantizeConfig, quant_codes, quantizer_meta, restore_fake_quant
 from edgecv.compress.recipe import Recipe, builtin_recipes, load_recipe, parse_recipe
 from edgecv.compress.share import Share, ShareConfig, kmeans_1d, nearest, share_weight
 from edgecv.compress.targets import compressible, resolve, resolve_values
@@ -23,8 +25,10 @@ __all__ = [
     "Prune", "PruneConfig", "allocate", "keep_count", "magnitude_mask", "sensitivity_scan",
     "StructuredPrune", "StructuredPruneConfig",
     "Share", "ShareConfig", "kmeans_1d", "nearest", "share_weight",
+    "Distill", "DistillConfig", "DistillLoss", "distillation_loss",
     "Finetune", "FinetuneConfig",
     "Huffman", "HuffmanConfig", "to_layer_codes",
+    "Quantize", "QuantizeConfig", "quant_codes", "quantizer_meta", "restore_fake_quant",
     "Recipe", "builtin_recipes", "load_recipe", "parse_recipe",
     "compressible", "resolve", "resolve_values",
 ]

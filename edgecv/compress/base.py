@@ -288,9 +288,10 @@ def centroid_gradient(grad: torch.Tensor, assign: torch.Tensor, k: int, *, spars
 
 
 def retrain(model: nn.Module, ctx: Context, opts: TrainOptions, epochs: int, *, what: str,
-            centroid_reduce: str = "sum") -> list[dict[str, Any]]:
+            centroid_reduce: str = "sum", loss_fn: Any = None) -> list[dict[str, Any]]:
     """Retrain ``model`` on ``ctx.train_data`` for ``epochs`` keeping masks and sharing.
 
+    ``loss_fn``: ``engine.train``'s loss hook (default: cross-entropy; ``distill`` passes its own).
     Without training data (or with 0 epochs) nothing is trained and that is logged.
     """
     if epochs <= 0:
@@ -307,7 +308,7 @@ def retrain(model: nn.Module, ctx: Context, opts: TrainOptions, epochs: int, *, 
     with MaskedTraining(model, ctx, centroid_reduce=centroid_reduce) as mt:
         mt.step_hook(model)  # start from exactly masked / shared weights
         hist = train(model, ctx.train_data, cfg, step_hooks=[mt.step_hook], params=mt.params(),
-                     progress=ctx.progress)
+                     progress=ctx.progress, loss_fn=loss_fn)
     log.info("%s: retrained %d epoch(s): %s", what, epochs, hist[-1] if hist else {})
     return hist
 
