@@ -1,1 +1,41 @@
-"""`edgecv export`: ONNX and TFLite files checked against PyTorch (filled in by the export work)."""
+"""`edgecv export`: ONNX and TFLite files checked against PyTorch."""
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from edgecv.cli._app import cli, console, emit_json, make_progress
+
+
+@cli.command("export")
+@click.argument("source")
+@click.option("--format", "fmt", required=True, type=click.Choice(["onnx", "tflite"]), help="Output format.")
+@click.option("--precision", default="fp32", show_default=True,
+              type=click.Choice(["fp32", "fp16", "int8", "dynamic"]),
+              help="onnx: fp32|int8; tflite: fp32|fp16|dynamic|int8.")
+@click.option("--weights", default=None, help="Trained weights for a MODEL name (or 'pretrained' for efficientnet_lite0).")
+@click.option("--calib", default=None, help="Real images for int8/dynamic calibration and agreement "
+                                            "(dataset name, folder or archive; default: the model's dataset).")
+@click.option("--input-size", nargs=2, type=int, default=None, metavar="H W", help="Input size (default: the model's).")
+@click.option("--min-agreement", type=float, default=95.0, show_default=True,
+              help="int8/dynamic: fail (exit 3, no file) below this top-1 agreement with the float model (%).")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output .onnx / .tflite file.")
+@click.option("--json", "json_out", default=None, help="Write the report as JSON to FILE ('-' = stdout).")
+def export_cmd(source: str, fmt: str, precision: str, weights: str | None, calib: str | None,
+               input_size: tuple[int, int] | None, min_agreement: float, out: str, json_out: str | None) -> None:
+    """Export SOURCE (a model name, checkpoint or .edc file) and check it against PyTorch in its runtime."""
+    from edgecv.export import export
+
+    rep = export(source, fmt, out=out, precision=precision, input_size=tuple(input_size) if input_size else None,
+                 weights=weights, calib=calib, min_agreement=min_agreement, progress=make_progress())
+    p = rep["parity"]
+    t = Table(title=f"{rep['model']} -> {rep['file']}")
+    for col in ("format", "precision", "input", "bytes", "max |Δ|", "rel", "agreement", "top-1 float/export", "s"):
+        t.add_column(col, justify="right", no_wrap=True)
+    agree = f"{p['agreement_pct']:.2f}% of {p['n_images']}" if "agreement_pct" in p else ""
+    top1 = f"{p['top1_float_pct']:.2f}/{p['top1_export_pct']:.2f}%" if "top1_float_pct" in p else ""
+    t.add_row(rep["format"], rep["precision"], "x".join(map(str, rep["input_shape"])) + f" {rep['input_layout']}",
+              f"{rep['bytes']:,}", f"{p['max_abs']:.3g}", f"{p['rel']:.2e}", agree, top1, f"{rep['seconds']:.1f}")
+    console.print(t)
+    console.print(f"[green]parity passed:[/green] {p['check']}")
+    emit_json(rep, json_out)

@@ -1,0 +1,76 @@
+"""Real images for calibration and for the parity/agreement check, never the same ones.
+
+Uses :func:`edgecv.data.calibration_split`: CIFAR-10/MNIST calibrate on a stratified slice of
+their train split and are checked on the test split; the ImageNet samples (one image set)
+calibrate on a stratified slice and are checked on the remaining images.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from edgecv.errors import UserError
+from edgecv.export.source import ExportSource
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CALIB = {"imagenet-samples": 200}  # one image set of 1,000: 200 calibrate, 800 check
+DEFAULT_CALIB_OTHER = 300  # CIFAR-10 / MNIST train images (the peers' PTQ setting in stack.md)
+DEFAULT_EVAL = 1000
+
+
+@dataclass
+class RealData:
+    name: str
+    calib: np.ndarray  # (N, C, H, W) float32, normalised as the model expects
+    eval: np.ndarray  # (M, C, H, W) float32, disjoint from calib
+    eval_labels: np.ndarray  # (M,) int64 ground truth
+    classes: list[str]
+
+
+def _stack(ds, idx: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for i in idx:
+        x, y = ds[int(i)]
+        xs.append(x)
+        ys.append(int(y))
+    x = torch.stack(xs)
+    if tuple(x.shape[-2:]) != size:  # non-square --input-size: the data loader makes squares
+        x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return x.numpy().astype(np.float32), np.asarray(ys, dtype=np.int64)
+
+
+def spread(n_total: int, n: int) -> np.ndarray:
+    """n indices spread evenly over range(n_total): every class of a class-sorted folder is seen."""
+    if n >= n_total:
+        return np.arange(n_total)
+    return np.unique(np.linspace(0, n_total - 1, n).round().astype(np.int64))
+
+
+def load_real(src: ExportSource, data: str | None, *, n_calib: int | None = None, n_eval: int = DEFAULT_EVAL,
+              required: bool = True, progress=None) -> RealData | None:
+    """Calibration and check images for ``src`` from ``data`` (default: the model's dataset).
+
+    Returns None when ``data`` is None, the shared data is absent and ``required`` is False.
+    """
+    from edgecv.data import calibration_split, shared_root
+
+    name = data or src.default_data
+    if data is None and shared_root(required=False) is None:
+        if required:
+            raise UserError(f"calibration needs real images and the shared data ({name}) was not found: "
+                            "pass --calib DATA (a dataset name, folder or archive) or set EDGECV_SHARED")
+        return None
+    n_calib = n_calib or DEFAULT_CALIB.get(name, DEFAULT_CALIB_OTHER)
+    c, h, w = src.input_size
+    calib_ds, eval_ds, info = calibration_split(name, n_calib, input_size=max(h, w), mean=src.mean, std=src.std)
+    if info.input_shape[0] != c:
+        raise UserError(f"{src.name} takes {c}-channel images but {name} has {info.input_shape[0]}; "
+                        f"pass --calib with {c}-channel data")
+    calib, _ = _stack(calib_ds, np.arange(len(calib_ds)), (h, w))
+    ev, labels = _stack(eval_ds, spread(len(eval_ds), n_eval), (h, w))
+    log.info("real data %s: %d calibration + %d check images at %dx%d", name, len(calib), len(ev), h, w)
+    return RealData(name=str(name), calib=calib, eval=ev, eval_labels=labels, classes=list(info.classes))

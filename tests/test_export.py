@@ -1,0 +1,198 @@
+"""`edgecv export`: files run in their runtime and match PyTorch; bad requests fail early, failures write nothing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgecv.cli import main
+from edgecv.errors import UserError
+from tests.conftest import needs_shared
+
+pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install 'edgecv[onnx]'")
+
+R20 = "weights/resnet-cifar10/resnet20-12fca82f.th"
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _torch_out(model_name: str, x: np.ndarray, state=None) -> np.ndarray:
+    from edgecv.models import create_model
+
+    torch.manual_seed(0)  # export builds random-weight models with seed 0 (edgecv.workflows.build)
+    m = create_model(model_name).eval()
+    if state is not None:
+        m.load_state_dict(state)
+    with torch.no_grad():
+        return m(torch.from_numpy(x)).numpy()
+
+
+# one model per family kind at a small input size: plain conv stack, residual, depthwise/inverted
+# residual (ReLU6), fire modules (concat), channel shuffle, grayscale LeNet
+ONE_PER_FAMILY = [("lenet5", (32, 32)), ("resnet18", (32, 32)), ("mobilenet_v2", (32, 32)),
+                  ("squeezenet1_1", (32, 32)), ("shufflenet_v2_x0_5", (32, 32))]
+
+
+@pytest.mark.parametrize("name,size", ONE_PER_FAMILY)
+def test_onnx_fp32_matches_torch_independently(tmp_path, name, size):
+    from edgecv.export import export, onnx as ox
+
+    out = tmp_path / f"{name}.onnx"
+    rep = export(name, "onnx", out=out, input_size=size)
+    assert rep["parity"]["passed"] and rep["parity"]["rel"] <= 1e-4
+    assert rep["input_shape"][2:] == list(size) and rep["bytes"] == out.stat().st_size
+    ox.check(out)  # onnx.checker (full) + opset >= 17
+    md = ox.metadata(out)
+    assert md["model"] == name and json.loads(md["input_size"])[1:] == list(size) and "mean" in md
+    # an oracle independent of export(): a fresh onnxruntime session vs a fresh PyTorch model
+    c = rep["input_shape"][1]
+    x = np.random.default_rng(1).standard_normal((2, c, *size)).astype(np.float32)
+    ref = _torch_out(name, x)
+    got = ox.Runner(out)(x)
+    assert np.abs(got - ref).max() <= 1e-4 * (ref.max() - ref.min())
+
+
+# onnx2tf takes 30-80 s per model on 2 busy cores: a grayscale plain CNN and the hardest NHWC case
+# (channel shuffle = reshape/transpose); scripts/export_matrix.py covers the whole zoo
+@pytest.mark.parametrize("name,size", [("lenet5", (32, 32)), ("shufflenet_v2_x0_5", (32, 32))])
+def test_tflite_fp32_nhwc_matches_torch(tmp_path, name, size):
+    pytest.importorskip("onnx2tf", reason="onnx2tf not installed")
+    from edgecv.export import export, tflite as tl
+
+    out = tmp_path / f"{name}.tflite"
+    rep = export(name, "tflite", out=out, input_size=size)
+    c = 1 if name == "lenet5" else 3
+    assert rep["input_shape"] == [1, *size, c] and rep["input_layout"] == "NHWC"
+    it = tl.interpreter(out)
+    assert list(it.get_input_details()[0]["shape"]) == [1, *size, c]
+    assert tl.read_metadata(out)["model"] == name
+    x = np.random.default_rng(2).standard_normal((2, c, *size)).astype(np.float32)
+    ref = _torch_out(name, x)
+    assert np.abs(tl.Runner(out)(x) - ref).max() <= 1e-4 * (ref.max() - ref.min())
+
+
+@needs_shared
+def test_resnet20_int8_agreement_on_cifar10_tflite_and_onnx(tmp_path, shared, capsys):
+    """Shared-weight CIFAR ResNet-20 (option-A shortcuts: the export rewrite is exercised) int8 vs float."""
+    pytest.importorskip("onnx2tf", reason="onnx2tf not installed")
+    weights = shared / R20
+    out = tmp_path / "r20.tflite"
+    code, stdout, err = run(capsys, "export", "resnet20", "--weights", weights, "--format", "tflite",
+                            "--precision", "int8", "-o", out, "--json", tmp_path / "r.json")
+    assert code == 0, err
+    rep = json.loads((tmp_path / "r.json").read_text())
+    p = rep["parity"]
+    assert p["n_images"] == 1000 and p["agreement_pct"] >= 97.5  # measured 98.7 (peers: 95.95-97.89)
+    assert p["top1_export_pct"] >= p["top1_float_pct"] - 1.5 and p["top1_float_pct"] > 75
+    assert rep["calibration"] == {"data": "cifar10", "n_images": 300}
+    from edgecv.export import tflite as tl
+
+    assert tl.interpreter(out).get_input_details()[0]["dtype"] == np.int8
+    assert "agreement" in stdout
+    from edgecv.export import export
+
+    rep = export("resnet20", "onnx", out=tmp_path / "r20.onnx", precision="int8", weights=str(weights))
+    assert rep["parity"]["agreement_pct"] >= 97.5  # measured 98.4
+
+
+@needs_shared
+def test_compressed_edc_exports_its_decoded_weights(tmp_path, shared):
+    from edgecv.codec import read_file
+    from edgecv.export import export, onnx as ox
+    from edgecv.pipeline import compress
+
+    edc = tmp_path / "lenet300.edc"
+    compress("lenet_300_100", out=edc, recipe=None)
+    state, meta = read_file(edc)
+    out = tmp_path / "l.onnx"
+    rep = export(edc, "onnx", out=out)
+    assert rep["source"] == "compressed" and rep["parity"]["passed"]
+    assert ox.metadata(out)["recipe"] == meta["recipe"]
+    x = np.random.default_rng(3).standard_normal((4, 1, 28, 28)).astype(np.float32)
+    ref = _torch_out("lenet_300_100", x, state)  # the decoded (pruned, shared) weights
+    got = ox.Runner(out)(x)
+    assert np.abs(got - ref).max() <= 1e-4 * (ref.max() - ref.min())
+    # the runtime file holds the decoded weights: the pruned zeros are in the initializers
+    import onnx
+    from onnx import numpy_helper
+
+    inits = [numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer if t.dims and len(t.dims) == 2]
+    big = max(inits, key=lambda a: a.size)
+    assert (big == 0).mean() > 0.5 and len(np.unique(big)) <= 2 ** 8 + 1
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--format", "onnx", "--precision", "fp16"], "onnx does not support --precision fp16"),
+    (["--format", "tflite", "--calib", "cifar10"], "--calib applies to tflite dynamic/int8 only"),
+    (["--format", "onnx", "--precision", "int8", "--min-agreement", "120"], "--min-agreement"),
+])
+def test_unsupported_combinations_rejected_up_front(capsys, tmp_path, args, msg):
+    out = tmp_path / ("x.onnx" if "onnx" in args else "x.tflite")
+    code, _, err = run(capsys, "export", "lenet5", *args, "-o", out)
+    assert code == 2 and msg in err and "Traceback" not in err and not out.exists()
+
+
+def test_bad_input_is_a_user_error(tmp_path):
+    from edgecv.export import export
+
+    with pytest.raises(UserError, match="must end in .tflite"):
+        export("lenet5", "tflite", out=tmp_path / "x.onnx")
+    with pytest.raises(UserError, match="unknown export format"):
+        export("lenet5", "coreml", out=tmp_path / "x.ml")
+    with pytest.raises(UserError, match="unknown model"):
+        export("lenet55", "onnx", out=tmp_path / "x.onnx")
+    with pytest.raises(UserError, match="cannot tell which model"):
+        bare = tmp_path / "bare.pth"
+        torch.save({"w": torch.zeros(1)}, bare)
+        export(bare, "onnx", out=tmp_path / "x.onnx")
+    with pytest.raises(UserError, match="pretrained is available for efficientnet_lite0 only"):
+        export("lenet5", "onnx", out=tmp_path / "x.onnx", weights="pretrained")
+    with pytest.raises(UserError, match="--input-size"):
+        export("lenet5", "onnx", out=tmp_path / "x.onnx", input_size=(0, 32))
+    assert list(tmp_path.glob("x.*")) == []
+
+
+def test_failed_parity_leaves_no_output(tmp_path, capsys, monkeypatch):
+    """A tolerance no file can meet (negative): exit 3, no output file, no JSON, nothing left behind."""
+    from edgecv.export import parity
+
+    monkeypatch.setitem(parity.REL_TOL, "fp32", -1.0)
+    out, out_json = tmp_path / "l.onnx", tmp_path / "r.json"
+    code, _, err = run(capsys, "export", "lenet5", "--format", "onnx", "-o", out, "--json", out_json)
+    assert code == 3 and "failed the parity check" in err and "no file written" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("h,w,out", [(1, 1, (6, 6)), (5, 7, (3, 2)), (13, 13, (6, 6)), (2, 3, (7, 7))])
+def test_adaptive_pool_rewrite_is_the_same_function(h, w, out):
+    from edgecv.export.rewrite import MatmulAdaptiveAvgPool
+
+    x = torch.randn(2, 4, h, w)
+    ref = torch.nn.AdaptiveAvgPool2d(out)(x)
+    assert torch.allclose(MatmulAdaptiveAvgPool(torch.nn.AdaptiveAvgPool2d(out))(x), ref, atol=1e-6)
+
+
+def test_cifar_shortcut_rewrite_is_the_same_function():
+    from edgecv.export.rewrite import for_export
+    from edgecv.models import create_model
+
+    m = create_model("resnet20").eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(for_export(m)(x), m(x))
+    assert for_export(m) is not m and type(m.layer2[0].shortcut).__name__ == "PadShortcut"
+
+
+def test_formats_table_lists_options():
+    from edgecv.export import FORMATS
+
+    assert FORMATS.get("onnx").precisions == ("fp32", "int8")
+    assert FORMATS.get("tflite").precisions == ("fp32", "fp16", "dynamic", "int8")
+    assert FORMATS.get("tflite").layout == "NHWC"
