@@ -97,13 +97,17 @@ def freeze(model: nn.Module) -> nn.Module:
 
 def resolve_weights(path: str) -> Path:
     """``shared:rel/path`` -> ``<shared root>/rel/path`` (``edgecv.data.shared_root``); other
-    paths as given. A missing file is a UserError naming the path."""
+    paths as given (a relative path missing from the working folder is also looked up in the
+    checkout, where edgecv's own trained weights live). A missing file is a UserError naming the path."""
     if path.startswith(SHARED_PREFIX):
         from edgecv.data import shared_root
 
         p = shared_root(required=True) / path[len(SHARED_PREFIX):]
     else:
         p = Path(path).expanduser()
+        repo = Path(__file__).resolve().parents[2] / p  # edgecv's own weights/ (shipped recipes name them)
+        if not p.is_absolute() and not p.is_file() and repo.is_file():
+            p = repo
     if not p.is_file():
         raise UserError(f"distill: teacher weights {p} not found; give an existing file "
                         f"(or `{SHARED_PREFIX}weights/...` relative to the shared data folder)")
