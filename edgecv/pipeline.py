@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from edgecv.errors import UserError
 from edgecv.models import create_model, get_spec
@@ -45,6 +47,118 @@ def float32_bytes(state: dict[str, torch.Tensor]) -> int:
     return sum(4 * t.numel() for t in state.values() if t.is_floating_point())
 
 
+PRETRAINED_WORD = "pretrained"
+
+
+def _lite0(num_classes: int | None) -> nn.Module:
+    from edgecv.models.efficientnet import load_efficientnet_lite0_pretrained
+
+    if num_classes not in (None, 1000):
+        raise UserError(f"the pretrained EfficientNet-Lite0 has 1000 ImageNet classes, the data has {num_classes}")
+    return load_efficientnet_lite0_pretrained()
+
+
+# --weights pretrained: model -> (loader, create_model kwargs the weights need, input mean, input std)
+PRETRAINED: dict[str, tuple[Callable[[int | None], nn.Module], dict[str, Any], tuple[float, ...], tuple[float, ...]]] = {
+    "efficientnet_lite0": (_lite0, {"tf_same_padding": True}, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
+MODEL_KWARGS = {"tf_same_padding"}  # create_model options a file's meta may set (nothing else is passed on)
+
+
+def _data(spec: Any, data: str, *, calib_n: int, input_size: int | None, train_limit: int | None,
+          eval_limit: int | None, mean: tuple[float, ...] | None, std: tuple[float, ...] | None
+          ) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """(train, eval, calibration, info, notes). Calibration images never overlap the evaluation set:
+    a train slice (evaluation transforms), or for a single image set (imagenet-samples) the first
+    ``calib_n`` of a stratified order with the evaluation on the rest (no train set then)."""
+    from edgecv.data import calibration_split
+    from edgecv.workflows import data_for_model
+
+    train_ds = calib_ds = None
+    notes: dict[str, Any] = {}
+    try:
+        train_ds, _ = data_for_model(spec.name, data, "train", train=True, input_size=input_size, limit=train_limit,
+                                     mean=mean, std=std)
+    except UserError as e:
+        if "single image set" not in str(e):  # pick_split's refusal: no train split to draw from
+            raise
+        notes["train"] = "none: a single image set"
+    eval_ds, info = data_for_model(spec.name, data, "test", train=False, input_size=input_size, limit=eval_limit,
+                                   mean=mean, std=std)
+    if calib_n and train_ds is not None:
+        calib_ds, _ = data_for_model(spec.name, data, "train", train=False, input_size=input_size, limit=calib_n,
+                                     mean=mean, std=std)
+        notes["calibration"] = f"{len(calib_ds)} training images (stratified slice), evaluation transforms"
+    elif calib_n:
+        calib_ds, eval_ds, info = calibration_split(data, calib_n, input_size=info.input_shape[-1], mean=info.mean,
+                                                    std=info.std)
+        if eval_limit is not None and eval_limit < len(eval_ds):
+            eval_ds = torch.utils.data.Subset(eval_ds, range(eval_limit))
+        notes["calibration"] = (f"{len(calib_ds)} images held out of the single image set; "
+                                f"evaluation on the other {len(eval_ds)}")
+    return train_ds, eval_ds, calib_ds, info, notes
+
+
+@torch.no_grad()
+def _measure(model: nn.Module, ds: Any, progress: Progress | None) -> tuple[dict[str, float], torch.Tensor]:
+    """Top-1 / top-5 (%) and the top-1 predictions (engine.evaluate gives no predictions, and the
+    before/after agreement needs them)."""
+    from edgecv.progress import NullProgress
+
+    progress = progress or NullProgress()
+    model.eval()
+    loader = torch.utils.data.DataLoader(ds, batch_size=256, shuffle=False)
+    preds, c1, c5, n = [], 0, 0, 0
+    progress.start("evaluate", len(loader))
+    for x, y in loader:
+        out = model(x)
+        out = out[0] if isinstance(out, tuple) else out
+        top = out.topk(min(5, out.shape[1]), dim=1).indices
+        preds.append(top[:, 0])
+        c1 += int((top[:, 0] == y).sum())
+        c5 += int((top == y[:, None]).any(1).sum())
+        n += len(y)
+        progress.advance(1, top1=100.0 * c1 / n)
+    progress.stop()
+    return {"top1": 100.0 * c1 / max(1, n), "top5": 100.0 * c5 / max(1, n), "n": n}, torch.cat(preds)
+
+
+def build_decoded(state: dict[str, torch.Tensor], meta: dict[str, Any], *, fake_quant: bool = True) -> nn.Module:
+    """The model a compressed file stands for: the zoo model (with the create_model options in its
+    meta), its quantizers re-inserted when the file holds a quantized model, the decoded weights
+    loaded strictly. ``fake_quant=False``: the plain float model with the integer-grid weights and
+    without activation quantizers."""
+    from edgecv.compress.quantize import HOOK_PREFIX, restore_fake_quant
+
+    if "model" not in meta:
+        raise UserError("the compressed file names no model in its metadata; re-create it with `edgecv compress`")
+    spec = get_spec(meta["model"])
+    kwargs = {k: v for k, v in (meta.get("model_kwargs") or {}).items() if k in MODEL_KWARGS}
+    model = create_model(spec.name, num_classes=int(meta.get("num_classes", spec.num_classes)), **kwargs)
+    if fake_quant and meta.get("quantizers"):
+        model = restore_fake_quant(model, meta["quantizers"])
+    elif not fake_quant:
+        state = {k: v for k, v in state.items() if not k.startswith(HOOK_PREFIX)}
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def load_compressed(path: str | os.PathLike, *, fake_quant: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """Read a compressed file and rebuild its model (see ``build_decoded``)."""
+    from edgecv.codec import read_file
+
+    state, meta = read_file(path)
+    return build_decoded(state, meta, fake_quant=fake_quant), meta
+
+
+def check_gate(report: dict[str, Any], max_drop: float) -> dict[str, Any]:
+    """The accuracy gate: passed when the top-1 drop (percentage points) is at most ``max_drop``."""
+    acc = report.get("accuracy") if isinstance(report, dict) else None
+    if not isinstance(acc, dict) or not isinstance(acc.get("drop"), (int, float)):
+        raise UserError("the report holds no accuracy (was it made with --data?); the gate needs top-1 before/after")
+    return {"max_drop": max_drop, "passed": acc["drop"] <= max_drop}
+
+
 def compress(
     model_name: str,
     *,
@@ -61,54 +175,73 @@ def compress(
 ) -> dict[str, Any]:
     """Run ``recipe`` on ``model_name`` and write the compressed file to ``out``.
 
-    Returns the report (also the content of ``--json``): model, recipe, original_bytes,
-    compressed_bytes (= file size), ratio, layers, and accuracy before/after when ``data`` is given.
+    ``weights``: a weights file, or ``"pretrained"`` for the models in ``PRETRAINED``. Returns the
+    report (also the content of ``--json``): model, recipe, original_bytes, compressed_bytes
+    (= file size), ratio, layers, per-stage timings, and with ``data`` the accuracy before/after
+    (top-1, top-5, drop, agreement of the top-1 predictions, n).
     """
-    from edgecv.codec import decode_model, encode_model, inspect
     from edgecv.checkpoint import atomic_write
-    from edgecv.compress import Context, load_recipe, to_layer_codes
-    from edgecv.workflows import build, data_for_model, environment
+    from edgecv.codec import decode_model, encode_model, inspect
+    from edgecv.compress import (
+        Context,
+        load_recipe,
+        quant_codes,
+        quantizer_meta,
+        to_layer_codes,
+    )
+    from edgecv.workflows import build, environment
 
     if bits is not None and not 1 <= bits <= 16:
         raise UserError(f"--bits must be between 1 and 16 (8 and 6 are the papers' settings), got {bits}")
     out = Path(out)
-    if weights is not None and Path(weights).resolve() == out.resolve():
+    if weights is not None and str(weights) != PRETRAINED_WORD and Path(weights).resolve() == out.resolve():
         raise UserError(f"output {out} is the input weights file; choose another -o path")
     spec = get_spec(model_name)
+    pre = None
+    if weights is not None and str(weights) == PRETRAINED_WORD:
+        if spec.name not in PRETRAINED:
+            raise UserError(f"no bundled pretrained weights for {spec.name} (available: {', '.join(PRETRAINED)}); "
+                            "pass --weights FILE")
+        pre = PRETRAINED[spec.name]
     recipe_path = recipe or default_recipe(spec.name)
     rec = load_recipe(recipe_path)
     if bits is not None:
         rec = rec.with_bits(bits)
+    calib_n = max((st.config.calib_size for st in rec.stages if st.name == "quantize"), default=0)
     torch.manual_seed(seed)
     timings: dict[str, float] = {}
     unmeasured: list[str] = []
 
-    train_ds = eval_ds = None
+    train_ds = eval_ds = calib_ds = None
     num_classes = None
+    notes: dict[str, Any] = {}
     if data is not None:
         t0 = time.perf_counter()
-        train_ds, info = data_for_model(spec.name, data, "train", train=True, input_size=input_size, limit=train_limit)
-        eval_ds, _ = data_for_model(spec.name, data, "test", train=False, input_size=input_size, limit=eval_limit)
+        train_ds, eval_ds, calib_ds, info, notes = _data(
+            spec, data, calib_n=calib_n, input_size=input_size, train_limit=train_limit, eval_limit=eval_limit,
+            mean=pre[2] if pre else None, std=pre[3] if pre else None)
         num_classes = info.num_classes
         timings["load_data"] = time.perf_counter() - t0
     else:
         unmeasured.append("accuracy (no --data: pass --data mnist|cifar10|imagenet-samples|PATH to fine-tune and measure)")
+        if calib_n:
+            raise UserError("the recipe quantizes, which needs calibration images: pass --data")
     if weights is None:
         unmeasured.append("trained weights (no --weights: a randomly initialised model was compressed; "
                           "the sizes are real, pass --weights FILE for a trained model)")
-    model = build(spec.name, num_classes=num_classes, weights=weights, seed=seed)
+    model = pre[0](num_classes) if pre else build(spec.name, num_classes=num_classes, weights=weights, seed=seed)
+    model_kwargs = dict(pre[1]) if pre else {}
     original = float32_bytes(model.state_dict())
 
-    from edgecv.engine import evaluate
-
-    acc_before = None
+    acc_before = preds_before = None
     if eval_ds is not None:
         t0 = time.perf_counter()
-        acc_before = evaluate(model, eval_ds, progress=progress)
+        acc_before, preds_before = _measure(model, eval_ds, progress)
         timings["eval_before"] = time.perf_counter() - t0
 
     ctx = Context(model_name=spec.name, train_data=train_ds, eval_data=eval_ds, seed=seed,
                   progress=progress, input_size=(spec.input_size[0], input_size, input_size) if input_size else None)
+    ctx.calib_data = calib_ds  # type: ignore[attr-defined]  # read by the quantize stage
     t0 = time.perf_counter()
     model = rec.run(model, ctx)
     timings["stages"] = time.perf_counter() - t0
@@ -120,13 +253,25 @@ def compress(
             "input_size": list(ctx.resolved_input_size() or spec.input_size), "edgecv": "0.1.0"}
     if data is not None:
         meta.update({"mean": list(info.mean), "std": list(info.std), "data": str(data)})
-    blob = encode_model(to_layer_codes(model, ctx), meta)
+    if model_kwargs:
+        meta["model_kwargs"] = model_kwargs
+    qmeta = quantizer_meta(model)
+    if qmeta:
+        meta["quantizers"] = qmeta
+    codes = to_layer_codes(model, ctx)
+    state = model.state_dict()
+    for name, code in quant_codes(ctx).items():
+        if name in ctx.masks or name in ctx.shared:
+            continue  # the pruned / shared layout stores these grid values already
+        if not torch.equal(torch.from_numpy(code.to_numpy()), state[name].detach().cpu()):
+            raise UserError(f"{name} changed after the quantize stage; put quantize after every training stage")
+        codes[name] = code
+    blob = encode_model(codes, meta)
     timings["encode"] = time.perf_counter() - t0
 
     # verify: decode what will be written and compare bit for bit with the compressed model
     t0 = time.perf_counter()
     decoded, _ = decode_model(blob)
-    state = model.state_dict()
     bad = [k for k, v in state.items() if k not in decoded or not torch.equal(decoded[k], v.detach().cpu())]
     if bad or set(decoded) != set(state):
         raise RuntimeError(f"decoded weights differ from the compressed model: {bad[:3]}")
@@ -134,12 +279,11 @@ def compress(
     atomic_write(out, lambda tmp: Path(tmp).write_bytes(blob))
     table = inspect(blob)
 
-    acc_after = None
+    acc_after = preds_after = None
     if eval_ds is not None:
         t0 = time.perf_counter()
-        fresh = create_model(spec.name, num_classes=num_classes)
-        fresh.load_state_dict(decoded, strict=True)
-        acc_after = evaluate(fresh, eval_ds, progress=progress)
+        fresh = build_decoded(decoded, meta)
+        acc_after, preds_after = _measure(fresh, eval_ds, progress)
         timings["eval_after"] = time.perf_counter() - t0
 
     size = out.stat().st_size
@@ -149,13 +293,29 @@ def compress(
         "original_bytes": original, "compressed_bytes": size, "ratio": original / size,
         "header_bytes": table["totals"].get("header_bytes"), "layers": table["rows"], "totals": table["totals"],
         "stages": ctx.report, "timings_s": timings, "unmeasured": unmeasured, "seed": seed, "env": environment(),
+        "file_holds": _file_holds(codes, qmeta),
     }
+    if notes:
+        report["data_notes"] = notes
     if acc_before is not None and acc_after is not None:
         report["accuracy"] = {"before": acc_before["top1"], "after": acc_after["top1"],
                               "drop": acc_before["top1"] - acc_after["top1"],
                               "top5_before": acc_before["top5"], "top5_after": acc_after["top5"],
+                              "top5_drop": acc_before["top5"] - acc_after["top5"],
+                              "agreement": 100.0 * float((preds_before == preds_after).float().mean()),
                               "n": acc_after["n"]}
     return report
+
+
+def _file_holds(codes: dict[str, Any], qmeta: dict[str, Any] | None) -> dict[str, int]:
+    """How many tensors of each kind the file stores (and whether it rebuilds a fake-quant model)."""
+    from edgecv.codec import AffineCode, LayerCode
+
+    out = {"affine_int": 0, "codebook": 0, "raw": 0}
+    for v in codes.values():
+        out["affine_int" if isinstance(v, AffineCode) else "codebook" if isinstance(v, LayerCode) else "raw"] += 1
+    out["activation_quantizers"] = sum(len(names) for _, names in qmeta["hooks"]) if qmeta else 0
+    return out
 
 
 def decompress(path: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:

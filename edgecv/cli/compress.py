@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from edgecv.cli._app import emit_json, make_progress, cli, console, err_console
+from edgecv.cli._app import cli, console, emit_json, err_console, make_progress
 from edgecv.errors import UserError
 
 
@@ -44,7 +44,8 @@ def _raw_rows_collapsed(rows: list[dict]) -> list[dict]:
 @click.argument("model")
 @click.option("--recipe", default=None, help="Recipe YAML (default: the model's recipe in recipes/, else the generic one).")
 @click.option("--bits", type=int, default=None, help="Bit width of the recipe's share/quantize stages (e.g. 8 or 6).")
-@click.option("--weights", default=None, help="Trained weights (.safetensors or weights-only .pth).")
+@click.option("--weights", default=None,
+              help="Trained weights (.safetensors, weights-only .pth/.th), or 'pretrained' (efficientnet_lite0).")
 @click.option("--data", default=None, help="Fine-tune and measure accuracy on this dataset.")
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="Output file (default MODEL.edc).")
 @click.option("--json", "json_out", default=None, help="Write the report as JSON to FILE ('-' = stdout).")
@@ -52,13 +53,17 @@ def _raw_rows_collapsed(rows: list[dict]) -> list[dict]:
 @click.option("--eval-limit", type=int, default=None, help="Measure accuracy on the first N test images only.")
 @click.option("--train-limit", type=int, default=None, help="Fine-tune on the first N training images only.")
 @click.option("--input-size", type=int, default=None)
-@click.option("--max-drop", type=float, default=None, help="Fail (exit 3) when top-1 drops by more than PP points.")
+@click.option("--max-drop", type=float, default=None,
+              help="Accuracy gate: after writing the file and --json, exit 3 when top-1 drops by more than PP points.")
 def compress_cmd(model: str, recipe: str | None, bits: int | None, weights: str | None, data: str | None,
                  out: str | None, json_out: str | None, seed: int, eval_limit: int | None, train_limit: int | None,
                  input_size: int | None, max_drop: float | None) -> None:
-    """Compress MODEL with a Deep Compression recipe into a real compressed file; report its bytes."""
+    """Compress MODEL with a recipe (Deep Compression, int8 quantization...) into a real file; report its bytes.
+
+    Exit codes: 0 done, 2 bad input, 3 (with --max-drop) the top-1 drop exceeded PP.
+    """
     from edgecv.models import get_spec
-    from edgecv.pipeline import EXIT_ACCURACY_DROP, compress
+    from edgecv.pipeline import compress
 
     if max_drop is not None and data is None:
         raise UserError("--max-drop needs --data to measure the accuracy before and after")
@@ -73,17 +78,47 @@ def compress_cmd(model: str, recipe: str | None, bits: int | None, weights: str 
                   f"[bold]{rep['ratio']:.1f}x[/bold]  -> {rep['file']}")
     if "accuracy" in rep:
         a = rep["accuracy"]
-        console.print(f"top-1 before {a['before']:.2f}%  after {a['after']:.2f}%  drop {a['drop']:+.2f} pp "
-                      f"({a['n']} test images)")
+        console.print(f"top-1 before {a['before']:.2f}%  after {a['after']:.2f}%  drop {a['drop']:+.2f} pp; "
+                      f"top-5 {a['top5_before']:.2f}% -> {a['top5_after']:.2f}%; "
+                      f"agreement {a['agreement']:.2f}% ({a['n']} test images)")
     for what in rep["unmeasured"]:
         console.print(f"[yellow]not measured:[/yellow] {what}")
     if max_drop is not None:
-        rep["gate"] = {"max_drop": max_drop, "passed": rep["accuracy"]["drop"] <= max_drop}
+        from edgecv.pipeline import check_gate
+
+        rep["gate"] = check_gate(rep, max_drop)
     emit_json(rep, json_out)
-    if max_drop is not None and not rep["gate"]["passed"]:
-        err_console.print(f"[bold red]gate failed:[/bold red] top-1 dropped {rep['accuracy']['drop']:.2f} pp "
-                          f"> --max-drop {max_drop}")
-        raise click.exceptions.Exit(EXIT_ACCURACY_DROP)
+    if max_drop is not None:
+        _gate_exit(rep["gate"], rep["accuracy"]["drop"])
+
+
+def _gate_exit(gate: dict, drop: float) -> None:
+    from edgecv.pipeline import EXIT_ACCURACY_DROP
+
+    if gate["passed"]:
+        console.print(f"[green]gate passed:[/green] top-1 drop {drop:.2f} pp <= --max-drop {gate['max_drop']}")
+        return
+    err_console.print(f"[bold red]gate failed:[/bold red] top-1 dropped {drop:.2f} pp "
+                      f"> --max-drop {gate['max_drop']}")
+    raise click.exceptions.Exit(EXIT_ACCURACY_DROP)
+
+
+@cli.command("gate")
+@click.argument("report", type=click.Path(exists=True, dir_okay=False))
+@click.option("--max-drop", type=float, required=True, help="Largest allowed top-1 drop in percentage points.")
+def gate_cmd(report: str, max_drop: float) -> None:
+    """Re-check a saved `edgecv compress --json` REPORT against --max-drop (exit 3 when the drop exceeds it)."""
+    from edgecv.pipeline import check_gate
+
+    try:
+        rep = json.loads(Path(report).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"cannot read report {report}: {e}; pass the JSON written by `edgecv compress --json`") from None
+    g = check_gate(rep, max_drop)
+    a = rep["accuracy"]
+    console.print(f"{rep.get('model', '?')} ({rep.get('recipe', '?')}): top-1 {a.get('before', float('nan')):.2f}% -> "
+                  f"{a.get('after', float('nan')):.2f}% on {a.get('n', '?')} images")
+    _gate_exit(g, a["drop"])
 
 
 @cli.command("inspect")

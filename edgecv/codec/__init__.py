@@ -8,6 +8,7 @@ float32 codebooks (Section 3) and canonical Huffman coding of value codes and in
 Public API::
 
     LayerCode                       # one compressed tensor (the stages -> codec contract)
+    AffineCode                      # one integer-quantized tensor (int8 / N-bit, per-channel scales)
     encode_model(tensors, meta) -> bytes
     decode_model(data) -> (dict[str, torch.Tensor], meta)
     decode_codes(data) -> (dict[str, LayerCode | torch.Tensor], meta)
@@ -15,10 +16,32 @@ Public API::
     inspect(data) -> size table (every byte accounted for)
     CodecError                      # any malformed / truncated / hostile input
 """
-from edgecv.codec.base import MAX_BITS, MAX_NUMEL, CodecError, LayerCode
-from edgecv.codec.container import (MAGIC, MAX_TOTAL_NUMEL, VERSION, decode_codes, decode_model, encode_model,
-                                    read_file, write_file)
+from edgecv.codec.base import MAX_BITS, MAX_NUMEL, AffineCode, CodecError, LayerCode
+from edgecv.codec.container import (
+                                    MAGIC,
+                                    MAX_TOTAL_NUMEL,
+                                    VERSION,
+                                    decode_codes,
+                                    decode_model,
+                                    encode_model,
+                                    read_file,
+                                    write_file,
+)
 from edgecv.codec.report import inspect
 
-__all__ = ["CodecError", "LayerCode", "MAGIC", "MAX_BITS", "MAX_NUMEL", "MAX_TOTAL_NUMEL", "VERSION",
-           "decode_codes", "decode_model", "encode_model", "inspect", "read_file", "write_file"]
+__all__ = [
+                                    "MAGIC",
+                                    "MAX_BITS",
+                                    "MAX_NUMEL",
+                                    "MAX_TOTAL_NUMEL",
+                                    "VERSION",
+                                    "AffineCode",
+                                    "CodecError",
+                                    "LayerCode",
+                                    "decode_codes",
+                                    "decode_model",
+                                    "encode_model",
+                                    "inspect",
+                                    "read_file",
+                                    "write_file",
+]

@@ -122,3 +122,68 @@ def _int_array(a: object, name: str) -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"LayerCode.{name} must hold integers, got dtype {arr.dtype}")
     return arr
+
+
+@dataclass
+class AffineCode:
+    """One integer-quantized weight tensor (int8 / sub-8-bit affine quantization, per output channel).
+
+    Decodes to ``w[c] = scales[c] * (codes[c] - zero_points[c])`` computed in float32 (one exact
+    integer subtraction, one correctly rounded float32 multiply), so encoder and decoder agree bit
+    for bit. Channels run along axis 0 (conv / linear output channels); ``scales`` has 1
+    (per-tensor) or ``shape[0]`` entries, ``zero_points`` 1 (shared) or as many as ``scales``.
+    ``codes`` are unsigned, one per element (C order), each < 2**bits.
+    """
+
+    shape: tuple[int, ...]
+    bits: int
+    scales: np.ndarray              # float32 [C], C in {1, shape[0]}
+    zero_points: np.ndarray         # int [1] or [C], each in 0..2**bits - 1
+    codes: np.ndarray               # one per element, 0..2**bits - 1
+    huffman: bool = True            # Huffman-code the values when that is smaller
+
+    def __post_init__(self) -> None:
+        try:
+            self.shape = tuple(int(d) for d in self.shape)
+        except (TypeError, ValueError):
+            raise ValueError(f"AffineCode.shape must be a sequence of ints, got {self.shape!r}") from None
+        if any(d < 0 for d in self.shape) or not 1 <= len(self.shape) <= 8:
+            raise ValueError(f"AffineCode.shape {self.shape} must have 1..8 non-negative dims")
+        if self.numel > MAX_NUMEL:
+            raise ValueError(f"AffineCode.shape {self.shape} has {self.numel} elements, more than {MAX_NUMEL}")
+        b = self.bits
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 1 <= b <= MAX_BITS:
+            raise ValueError(f"AffineCode.bits must be an int in 1..{MAX_BITS}, got {b!r}")
+        self.bits = int(b)
+        self.huffman = bool(self.huffman)
+        sc = np.asarray(self.scales)
+        channels = self.shape[0] if self.shape else 1
+        if sc.ndim != 1 or sc.size not in {1, channels} or sc.size == 0:
+            raise ValueError(f"AffineCode.scales must be 1-D with 1 or shape[0]={channels} entries, got shape {sc.shape}")
+        if not np.issubdtype(sc.dtype, np.floating):
+            raise ValueError(f"AffineCode.scales must be float, got dtype {sc.dtype}")
+        self.scales = np.ascontiguousarray(sc, dtype=np.float32)
+        zp = _int_array(self.zero_points, "zero_points")
+        if zp.size not in {1, sc.size}:
+            raise ValueError(f"AffineCode.zero_points must have 1 or len(scales)={sc.size} entries, got {zp.size}")
+        if zp.min() < 0 or zp.max() >= 1 << self.bits:
+            raise ValueError(f"AffineCode.zero_points must lie in 0..{(1 << self.bits) - 1}")
+        self.zero_points = zp.astype(np.int64)
+        codes = _int_array(self.codes, "codes")
+        if codes.size != self.numel:
+            raise ValueError(f"AffineCode needs one code per element: {self.numel} for shape {self.shape}, "
+                             f"got {codes.size}")
+        if codes.size and (codes.min() < 0 or codes.max() >= 1 << self.bits):
+            raise ValueError(f"AffineCode.codes must lie in 0..{(1 << self.bits) - 1} (2**bits - 1)")
+        self.codes = codes.astype(np.uint16)
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    def to_numpy(self) -> np.ndarray:
+        """The float32 weight tensor this code stands for."""
+        c = self.scales.size
+        q = self.codes.astype(np.int32).reshape(c, -1) - self.zero_points.astype(np.int32).reshape(-1, 1)
+        with np.errstate(over="ignore", invalid="ignore"):  # a file's scales are taken bit for bit (inf/NaN too)
+            return (q.astype(np.float32) * self.scales.reshape(c, 1)).astype(np.float32).reshape(self.shape)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from edgecv.codec import huffman, sparse
-from edgecv.codec.base import CodecError, LayerCode
+from edgecv.codec.base import AffineCode, CodecError, LayerCode
 from edgecv.codec.bitpack import Reader, pack_bits, unpack_fixed, varint
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ VERSION = 1
 FIXED_HEADER = len(MAGIC) + 1 + 4          # magic, version u8, crc32 u32 LE
 MAX_TOTAL_NUMEL = 2 ** 31                   # default bound on the elements a file may decode to
 MAX_NAME_BYTES = 4096
-RAW, DENSE, SPARSE = 0, 1, 2
-KINDS = {RAW: "raw", DENSE: "dense", SPARSE: "sparse"}
+RAW, DENSE, SPARSE, AFFINE = 0, 1, 2, 3
+KINDS = {RAW: "raw", DENSE: "dense", SPARSE: "sparse", AFFINE: "affine"}
 
 # raw dtype code -> (name, little-endian numpy dtype of the stored bytes, torch dtype)
 DTYPES: dict[int, tuple[str, str, torch.dtype]] = {
@@ -95,8 +95,10 @@ def _encode_record(name: str, obj: LayerCode | np.ndarray | torch.Tensor) -> byt
             raise CodecError(f"tensor {name!r} has {len(shape)} dims; the format stores at most 8")
         head = varint(len(name_b)) + name_b + bytes([RAW | code << 4, len(shape)])
         return head + b"".join(varint(d) for d in shape) + payload
+    if isinstance(obj, AffineCode):
+        return _encode_affine(name_b, obj)
     if not isinstance(obj, LayerCode):
-        raise CodecError(f"tensor {name!r}: expected LayerCode, numpy array or torch.Tensor, "
+        raise CodecError(f"tensor {name!r}: expected LayerCode, AffineCode, numpy array or torch.Tensor, "
                          f"got {type(obj).__name__}")
     k = obj.codebook.size
     if obj.sparse:
@@ -115,7 +117,18 @@ def _encode_record(name: str, obj: LayerCode | np.ndarray | torch.Tensor) -> byt
     return head + cb.astype("<f4").tobytes() + vt + vl + vs + it + il + is_
 
 
-def encode_model(tensors: dict[str, LayerCode | np.ndarray | torch.Tensor],
+def _encode_affine(name_b: bytes, obj: AffineCode) -> bytes:
+    """Kind 3: widths, C, C float32 scales, 1 or C zero-point varints, the value stream."""
+    per_channel_zp = obj.zero_points.size > 1
+    vh, vt, vl, vs = _stream(obj.codes.astype(np.int64), 1 << obj.bits, obj.bits, obj.huffman)
+    tag = AFFINE | vh << 2 | per_channel_zp << 3
+    head = (varint(len(name_b)) + name_b + bytes([tag, len(obj.shape)])
+            + b"".join(varint(d) for d in obj.shape) + bytes([(obj.bits - 1) << 4]) + varint(obj.scales.size))
+    zps = b"".join(varint(int(z)) for z in obj.zero_points)
+    return head + obj.scales.astype("<f4").tobytes() + zps + vt + vl + vs
+
+
+def encode_model(tensors: dict[str, LayerCode | AffineCode | np.ndarray | torch.Tensor],
                  meta: dict[str, Any] | None = None) -> bytes:
     """Serialise ``tensors`` (in dict order) and ``meta`` (JSON, keys sorted) to bytes.
 
@@ -143,7 +156,7 @@ class Record:
     name: str
     kind: int
     shape: tuple[int, ...]
-    value: LayerCode | torch.Tensor
+    value: LayerCode | AffineCode | torch.Tensor
     dtype: str = "float32"
     entries: int = 0
     values_huffman: bool = False
@@ -183,7 +196,7 @@ def _read_record(r: Reader, budget: list[int]) -> Record:
     tag, ndim = r.u8(f"{name}: tag"), r.u8(f"{name}: ndim")
     kind, vh, ih, hi = tag & 3, bool(tag & 4), bool(tag & 8), tag >> 4
     if kind not in KINDS or ndim > 8 or (kind == RAW and (hi not in DTYPES or vh or ih)) \
-            or (kind != RAW and hi) or (kind == DENSE and ih):
+            or (kind != RAW and hi) or (kind == DENSE and ih) or (kind == AFFINE and ndim == 0):
         raise CodecError(f"corrupt file: tensor {name!r} has an invalid tag byte {tag:#04x} or ndim {ndim}")
     shape = tuple(r.varint(f"{name}: dim") for _ in range(ndim))
     numel = math.prod(shape)
@@ -206,6 +219,8 @@ def _read_record(r: Reader, budget: list[int]) -> Record:
         return Record(name, kind, shape, t, dtype=dname, sizes=sizes)
     widths = r.u8(f"{name}: widths")
     bits, index_bits = (widths >> 4) + 1, (widths & 15) + 1
+    if kind == AFFINE:
+        return _read_affine(r, name, shape, widths, vh, ih, start, sizes)
     if kind == DENSE and widths & 15:
         raise CodecError(f"corrupt file: dense tensor {name!r} has a non-zero index width")
     k = r.varint(f"{name}: codebook size", limit=1 << bits)
@@ -229,6 +244,29 @@ def _read_record(r: Reader, budget: list[int]) -> Record:
     except ValueError as e:
         raise CodecError(f"corrupt file: tensor {name!r}: {e}") from None
     return Record(name, kind, shape, code, entries=n, values_huffman=vh, index_huffman=ih, sizes=sizes)
+
+
+def _read_affine(r: Reader, name: str, shape: tuple[int, ...], widths: int, vh: bool, per_channel_zp: bool,
+                 start: int, sizes: dict[str, int]) -> Record:
+    bits = (widths >> 4) + 1
+    if widths & 15:
+        raise CodecError(f"corrupt file: affine tensor {name!r} has a non-zero index width")
+    c = r.varint(f"{name}: scale count", limit=max(1, shape[0]))
+    if c not in (1, shape[0]) or c == 0:
+        raise CodecError(f"corrupt file: affine tensor {name!r} has {c} scales for shape {shape} (1 or shape[0])")
+    scales = np.frombuffer(r.take(4 * c, f"{name}: scales"), dtype="<f4").astype(np.float32)
+    zp_start = r.pos
+    zps = np.array([r.varint(f"{name}: zero point", limit=(1 << bits) - 1) for _ in range(c if per_channel_zp else 1)],
+                   dtype=np.int64)
+    sizes["header"] = zp_start - start - 4 * c
+    sizes["codebook"] = 4 * c + r.pos - zp_start     # the dequantisation table: scales + zero points
+    numel = math.prod(shape)
+    values = _read_stream(r, numel, 1 << bits, bits, vh, f"{name}: values", sizes, "values")
+    try:
+        code = AffineCode(shape, bits, scales, zps, values, huffman=vh)
+    except ValueError as e:
+        raise CodecError(f"corrupt file: tensor {name!r}: {e}") from None
+    return Record(name, AFFINE, shape, code, entries=numel, values_huffman=vh, sizes=sizes)
 
 
 def parse(data: bytes, *, max_numel: int = MAX_TOTAL_NUMEL) -> tuple[dict[str, Any], list[Record], int]:
@@ -270,8 +308,8 @@ def parse(data: bytes, *, max_numel: int = MAX_TOTAL_NUMEL) -> tuple[dict[str, A
 
 
 def decode_codes(data: bytes, *, max_numel: int = MAX_TOTAL_NUMEL
-                 ) -> tuple[dict[str, LayerCode | torch.Tensor], dict[str, Any]]:
-    """Decode to the codec's input form: LayerCodes (without code-0 kept weights) and raw tensors."""
+                 ) -> tuple[dict[str, LayerCode | AffineCode | torch.Tensor], dict[str, Any]]:
+    """Decode to the codec's input form: LayerCodes (without code-0 kept weights), AffineCodes and raw tensors."""
     meta, records, _ = parse(data, max_numel=max_numel)
     return {rec.name: rec.value for rec in records}, meta
 
@@ -283,11 +321,12 @@ def decode_model(data: bytes, *, max_numel: int = MAX_TOTAL_NUMEL) -> tuple[dict
     Raises :class:`CodecError` for any malformed, truncated or modified input.
     """
     codes, meta = decode_codes(data, max_numel=max_numel)
-    out = {name: torch.from_numpy(v.to_numpy()) if isinstance(v, LayerCode) else v for name, v in codes.items()}
+    out = {name: torch.from_numpy(v.to_numpy()) if isinstance(v, (LayerCode, AffineCode)) else v
+           for name, v in codes.items()}
     return out, meta
 
 
-def write_file(path: str | os.PathLike, tensors: dict[str, LayerCode | np.ndarray | torch.Tensor],
+def write_file(path: str | os.PathLike, tensors: dict[str, LayerCode | AffineCode | np.ndarray | torch.Tensor],
                meta: dict[str, Any] | None = None) -> Path:
     """Encode and write atomically (temp file + rename); returns the path."""
     from edgecv.checkpoint import atomic_write

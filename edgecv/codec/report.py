@@ -11,9 +11,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from edgecv.codec.base import LayerCode
+from edgecv.codec.base import AffineCode, LayerCode
 from edgecv.codec.bitpack import varint
-from edgecv.codec.container import KINDS, MAX_TOTAL_NUMEL, RAW, SPARSE, VERSION, Record, parse
+from edgecv.codec.container import (
+    AFFINE,
+    KINDS,
+    MAX_TOTAL_NUMEL,
+    RAW,
+    SPARSE,
+    VERSION,
+    Record,
+    parse,
+)
 
 
 def _row(rec: Record) -> dict[str, Any]:
@@ -25,6 +34,13 @@ def _row(rec: Record) -> dict[str, Any]:
         row.update(dtype=rec.dtype, kept=numel, kept_pct=100.0, fillers=0, entries=numel,
                    bits=8 * (b["raw"] // numel) if numel else None, index_bits=None, codebook_size=None,
                    huffman=False, values_huffman=False, index_huffman=False, fixed_width_bytes=total)
+    elif rec.kind == AFFINE:
+        aff: AffineCode = rec.value  # type: ignore[assignment]
+        fixed = total - b["tables"] - b["values"] + (numel * aff.bits + 7) // 8 - _len_fields(rec)
+        row.update(dtype="float32", kept=numel, kept_pct=100.0, fillers=0, entries=numel, bits=aff.bits,
+                   index_bits=None, codebook_size=None, scales=int(aff.scales.size),
+                   huffman=rec.values_huffman, values_huffman=rec.values_huffman, index_huffman=False,
+                   fixed_width_bytes=fixed)
     else:
         code: LayerCode = rec.value  # type: ignore[assignment]
         kept = int(code.codes.size) if rec.kind == SPARSE else numel
@@ -58,7 +74,7 @@ def _len_fields(rec: Record) -> int:
 def inspect(data: bytes, *, max_numel: int = MAX_TOTAL_NUMEL) -> dict[str, Any]:
     """Per-tensor size table of a file: ``{"format_version", "meta", "rows", "totals"}``.
 
-    Each row: name, kind ("sparse"/"dense"/"raw"), shape, numel, kept (real kept weights),
+    Each row: name, kind ("sparse"/"dense"/"affine"/"raw"), shape, numel, kept (real kept weights),
     kept_pct, fillers, entries, bits, index_bits, codebook_size, huffman (any stream
     Huffman-coded), bytes {values, index, codebook, tables, header, raw}, total_bytes,
     fixed_width_bytes (same tensor without Huffman) and huffman_gain_pct.
