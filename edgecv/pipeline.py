@@ -272,7 +272,8 @@ def compress(
     # verify: decode what will be written and compare bit for bit with the compressed model
     t0 = time.perf_counter()
     decoded, _ = decode_model(blob)
-    bad = [k for k, v in state.items() if k not in decoded or not torch.equal(decoded[k], v.detach().cpu())]
+    bad = [k for k, v in state.items()  # a float16/bfloat16 raw tensor widens back exactly
+           if k not in decoded or not torch.equal(decoded[k].to(v.dtype), v.detach().cpu())]
     if bad or set(decoded) != set(state):
         raise RuntimeError(f"decoded weights differ from the compressed model: {bad[:3]}")
     timings["decode_verify"] = time.perf_counter() - t0

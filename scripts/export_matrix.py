@@ -62,6 +62,7 @@ def main() -> int:
             r = json.loads(line)
             done[(r["model"], r["format"], r["size"])] = r
     names = sorted({n for pat in args.models.split(",") for n in list_models(pat)})
+    planned = 4 * len(list_models("*"))
     for name in names:
         spec = get_spec(name)
         for size_kind in args.sizes.split(","):
@@ -87,20 +88,25 @@ def main() -> int:
                 with jsonl.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 done[key] = row
-    write_table(list(done.values()), Path(args.out))
+                write_table(list(done.values()), Path(args.out), planned=planned)  # current after every row
+    write_table(list(done.values()), Path(args.out), planned=planned)
     return 0
 
 
-def write_table(rows: list[dict], out: Path) -> None:
+def write_table(rows: list[dict], out: Path, planned: int) -> None:
     rows = sorted(rows, key=lambda r: (r["model"], r["size"], r["format"]))
     ok = sum(r["ok"] for r in rows)
+    missing = planned - len(rows)
+    cover = (f"{ok} of {len(rows)} exports passed; {len(rows)} of the {planned} rows of the whole matrix "
+             "(every model x onnx/tflite x small/default size) have been run"
+             + (f": {missing} still to run (re-run the script; it resumes)." if missing > 0 else "."))
     lines = ["# Export matrix (fp32)", "",
              "Written by `scripts/export_matrix.py`: every row is `edgecv.export.export(model, format, "
              "input_size=...)` with random weights (parity is a property of the conversion, not of "
              "training), checked against PyTorch on seeded/real inputs (max |runtime - torch| relative to the "
              "logit range must be <= 1e-4). Latency: batch 1, one thread, one pinned core, median of 20; "
              "the machine is shared, so compare rows measured in the same run only.", "",
-             f"{ok} of {len(rows)} exports passed.", "",
+             cover, "",
              "| model | family | format | size | bytes | max abs diff | rel | latency ms | result |",
              "|---|---|---|---|---:|---:|---:|---:|---|"]
     for r in rows:

@@ -309,8 +309,23 @@ def _fix_crc(data: bytes | bytearray) -> bytes:
     return data[:9] + struct.pack("<I", zlib.crc32(data[13:])) + data[13:]
 
 
+def _dead_lines_code(seed: int = 0, shape: tuple[int, ...] = (30, 8, 5), kept: float = 0.3,
+                     dead_rows: int = 6, dead_cols: int = 15, huff: bool = True) -> LayerCode:
+    """A pruned matrix whose kept weights avoid some whole rows and (flattened) columns."""
+    rng = np.random.default_rng(seed)
+    r, c = shape[0], int(np.prod(shape[1:]))
+    m = rng.random((r, c)) < kept
+    m[rng.choice(r, dead_rows, replace=False)] = False
+    m[:, rng.choice(c, dead_cols, replace=False)] = False
+    pos = np.flatnonzero(m)
+    codes = rng.integers(1, 16, size=pos.size)
+    cb = np.concatenate([[0.0], rng.normal(size=15)]).astype(np.float32)
+    return LayerCode(shape, cb, 4, codes, pos, index_bits=3, huffman=huff)
+
+
 _SMALL = encode_model({
     "s": _sparse_code(2000, 0.1, bits=4, index_bits=3, seed=5, shape=(20, 100)),
+    "l": _dead_lines_code(seed=7, shape=(12, 3, 3), dead_rows=3, dead_cols=2),
     "f": _sparse_code(300, 0.3, bits=3, huff=False, seed=6),
     "d": LayerCode((4, 4), np.arange(4, dtype=np.float32), 2, np.arange(16) % 4, None),
     "b": torch.arange(6, dtype=torch.float16), "n": torch.tensor(3),
@@ -376,3 +391,56 @@ def test_fuzz_random_bytes(blob):
     with pytest.raises(CodecError):
         decode_model(blob)
     _decode_or_codec_error(_fix_crc(b"EDGECVDC\x01" + b"\0" * 4 + blob))
+
+
+@pytest.mark.parametrize("huff", [True, False])
+def test_dead_lines_layout_roundtrips_and_is_smaller(huff):
+    from edgecv.codec.container import LINES, _encode_record
+
+    code = _dead_lines_code(seed=1, huff=huff)
+    blob = encode_model({"w": code})
+    back = decode_codes(blob)[0]["w"]
+    assert np.array_equal(back.positions, code.positions) and np.array_equal(back.codes, code.codes)
+    assert torch.equal(decode_model(blob)[0]["w"], torch.from_numpy(code.to_numpy()))
+    rec = _encode_record("w", code)
+    assert rec[2] & LINES  # the tag byte after the 1-byte name length and the name
+    # the same weights without dead lines: each bitmap is paid for only when it saves bytes
+    full = LayerCode(code.shape, code.codebook, 4, code.codes, code.positions, index_bits=3, huffman=huff)
+    assert len(rec) < len(_plain_record("w", full))
+    row = inspect(blob)["rows"][0]
+    assert row["total_bytes"] == len(rec) and 0 < row["lines_bytes"] < row["bytes"]["index"]
+    assert row["lines_bytes"] == (30 + 7) // 8 + (40 + 7) // 8
+
+
+def _plain_record(name: str, code: LayerCode) -> bytes:
+    from edgecv.codec.container import _encode_code
+
+    return _encode_code(name.encode(), code, code.positions, code.codes, b"", 0)
+
+
+def test_dead_lines_not_used_when_every_line_is_live_or_for_vectors():
+    from edgecv.codec.container import LINES, _encode_record
+
+    dense_rows = _dead_lines_code(seed=2, dead_rows=0, dead_cols=0, kept=0.9)
+    assert not _encode_record("w", dense_rows)[2] & LINES
+    vec = _sparse_code(500, 0.05, seed=3)  # 1-D: no rows and columns
+    assert not _encode_record("w", vec)[2] & LINES
+
+
+def test_dead_lines_bitmap_padding_and_counts_are_checked():
+    from edgecv.codec.container import LINES, _encode_record
+
+    code = _dead_lines_code(seed=4, shape=(10, 60), dead_rows=3, dead_cols=30, kept=0.2)
+    rec = bytearray(_encode_record("w", code))
+    assert rec[2] & LINES
+    blob = bytearray(encode_model({"w": code}))
+    at = blob.index(bytes(rec))
+    # the live-row bitmap is the first byte after: name, tag, ndim, dims, widths, k, count
+    i = at + 2 + 1 + 1 + 2 + 1 + 1 + len(varint(int(code.codes.size)))
+    blob[i + 1] |= 0x80  # 10 rows: bits 10..15 of the second byte are padding
+    with pytest.raises(CodecError, match="past its 10 lines"):
+        decode_model(_fix_crc(bytes(blob)))
+    blob = bytearray(encode_model({"w": code}))
+    blob[i] ^= blob[i] & -blob[i]  # clear the first live row: the last entries land beyond the sub-matrix
+    with pytest.raises(CodecError):
+        decode_model(_fix_crc(bytes(blob)))

@@ -343,9 +343,11 @@ def _has_codec() -> bool:
     return True
 
 
-@pytest.mark.parametrize("density,bits", [(0.01, 5), (0.08, 6), (0.5, 4)])
-def test_auto_index_bits_picks_the_width_with_the_smallest_encoded_tensor(density, bits):
-    """Oracle: encode the tensor with every width in AUTO_RANGE and compare file sizes."""
+@pytest.mark.parametrize("density,bits,shape", [(0.01, 5, None), (0.08, 6, None), (0.5, 4, None),
+                                                (0.08, 6, (200, 200)), (0.3, 5, (100, 400))])
+def test_auto_index_bits_picks_the_width_with_the_smallest_encoded_tensor(density, bits, shape):
+    """Oracle: encode the tensor with every width in AUTO_RANGE and compare file sizes (2-D shapes
+    have dead rows and columns, so the codec may pick the live-lines layout)."""
     import numpy as np
 
     from edgecv.codec import LayerCode, encode_model
@@ -355,16 +357,19 @@ def test_auto_index_bits_picks_the_width_with_the_smallest_encoded_tensor(densit
     n = 40_000
     pos = np.nonzero(rng.random(n) < density)[0]
     pos = pos[(pos < 15_000) | (pos > 25_000)]  # a long empty run, as dead inputs leave
+    if shape is not None:  # dead columns too (every 3rd, and a block), as MNIST's border pixels leave
+        col = pos % shape[1]
+        pos = pos[(col % 3 != 0) & ((col < 20) | (col > 60))]
     codes = np.minimum(rng.geometric(0.25, pos.size), (1 << bits) - 1)  # peaked, like trained weights
     book = np.r_[0.0, np.linspace(-1, 1, (1 << bits) - 1)].astype(np.float32)
 
     def size(width: int) -> int:
-        lc = LayerCode(shape=(n,), codebook=book, bits=bits, codes=codes.astype(np.uint16), positions=pos,
+        lc = LayerCode(shape=shape or (n,), codebook=book, bits=bits, codes=codes.astype(np.uint16), positions=pos,
                        index_bits=width, huffman=True)
         return len(encode_model({"w": lc}))
 
     sizes = {w: size(w) for w in AUTO_RANGE}
-    assert sizes[choose_index_bits(pos, codes, bits, True)] == min(sizes.values())
+    assert sizes[choose_index_bits(pos, codes, bits, True, shape)] == min(sizes.values())
 
 
 def test_huffman_stage_auto_index_bits_in_layer_codes():
@@ -394,3 +399,41 @@ def test_layer_codes_drop_unused_centroids_and_decode_identically():
     assert lc.codebook.size == used and lc.codebook[0] == 0.0 and lc.bits == 8
     back, _ = decode_model(encode_model(to_layer_codes(m, ctx)))
     assert torch.equal(back["ip1.weight"], m.state_dict()["ip1.weight"])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_raw_dtype_halves_the_biases_and_decodes_to_the_rounded_model(dtype):
+    import copy
+
+    from edgecv.codec import decode_model, encode_model
+
+    m = lenet()
+    with torch.no_grad():
+        m.ip1.bias.add_(torch.linspace(-0.3, 0.3, 300) + 1e-3)  # values float16 cannot hold exactly
+    ctx = Context()
+    Prune(PruneConfig(keep=KEEP, finetune_epochs=0)).apply(m, ctx)
+    Share(ShareConfig(bits=6, finetune_epochs=0)).apply(m, ctx)
+    m32, ctx32 = copy.deepcopy(m), copy.deepcopy(ctx)
+    Huffman(HuffmanConfig(index_bits="auto")).apply(m32, ctx32)
+    size32 = len(encode_model(to_layer_codes(m32, ctx32)))
+    bias_before = m.ip1.bias.detach().clone()
+    Huffman(HuffmanConfig(index_bits="auto", raw_dtype=dtype)).apply(m, ctx)
+    dt = getattr(torch, dtype)
+    assert torch.equal(m.ip1.weight, m32.ip1.weight)  # coded weights untouched
+    assert not torch.equal(m.ip1.bias, bias_before) and torch.equal(m.ip1.bias, bias_before.to(dt).float())
+    codes = to_layer_codes(m, ctx)
+    assert codes["ip1.bias"].dtype == dt and codes["ip1.weight"].codes.size > 0
+    blob = encode_model(to_layer_codes(m, ctx))
+    n_bias = sum(p.numel() for n, p in m.named_parameters() if n.endswith("bias"))
+    assert size32 - len(blob) == 2 * n_bias  # exactly two bytes saved per bias value
+    back, _ = decode_model(blob)
+    for k, v in m.state_dict().items():
+        assert torch.equal(back[k].to(v.dtype), v), k
+    assert ctx.report["huffman"]["raw_dtype"] == {"dtype": dtype, "rounded_values": n_bias}
+
+
+def test_raw_dtype_is_validated():
+    from edgecv.compress.recipe import parse_recipe
+
+    with pytest.raises(UserError, match="raw_dtype"):
+        parse_recipe("stages:\n  - huffman:\n      raw_dtype: float8\n")

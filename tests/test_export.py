@@ -91,7 +91,7 @@ def test_resnet20_int8_agreement_on_cifar10_tflite_and_onnx(tmp_path, shared, ca
     p = rep["parity"]
     assert p["n_images"] == 1000 and p["agreement_pct"] >= 97.5  # measured 98.7 (peers: 95.95-97.89)
     assert p["top1_export_pct"] >= p["top1_float_pct"] - 1.5 and p["top1_float_pct"] > 75
-    assert rep["calibration"] == {"data": "cifar10", "n_images": 300}
+    assert rep["calibration"] == {"data": "cifar10", "n_images": 300, "per_channel": True}
     from edgecv.export import tflite as tl
 
     assert tl.interpreter(out).get_input_details()[0]["dtype"] == np.int8
@@ -196,3 +196,80 @@ def test_formats_table_lists_options():
     assert FORMATS.get("onnx").precisions == ("fp32", "int8")
     assert FORMATS.get("tflite").precisions == ("fp32", "fp16", "dynamic", "int8")
     assert FORMATS.get("tflite").layout == "NHWC"
+
+
+def test_hard_activation_rewrites_are_the_same_function():
+    from edgecv.export.rewrite import Relu6Hardsigmoid, Relu6Hardswish, for_export
+    from edgecv.models import create_model
+
+    x = torch.cat([torch.linspace(-8, 8, 4001), torch.tensor([-3.0, 3.0, 0.0])])
+    assert torch.allclose(Relu6Hardswish()(x), torch.nn.Hardswish()(x), atol=1e-6)
+    assert torch.allclose(Relu6Hardsigmoid()(x), torch.nn.Hardsigmoid()(x), atol=1e-6)
+    m = create_model("mobilenet_v3_small").eval()
+    kinds = {fp: {type(mod).__name__ for mod in for_export(m, fmt=fp[0], precision=fp[1]).modules()}
+             for fp in [("onnx", "int8"), ("tflite", "fp32"), ("tflite", "int8")]}
+    assert {"Hardswish", "Hardsigmoid"} <= kinds[("onnx", "int8")]  # onnxruntime: untouched
+    assert "Hardswish" in kinds[("tflite", "fp32")] and "Hardsigmoid" not in kinds[("tflite", "fp32")]
+    assert not {"Hardswish", "Hardsigmoid"} & kinds[("tflite", "int8")]
+    xi = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(for_export(m, fmt="tflite", precision="int8")(xi), m(xi), atol=1e-5)
+    assert any(type(mod).__name__ == "Hardswish" for mod in m.modules())  # the input model is untouched
+
+
+def test_recalibrate_bn_normalises_a_random_init():
+    from edgecv.export.calib import recalibrate_bn
+    from edgecv.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("mobilenet_v3_small").eval()
+    x = torch.randn(16, 3, 64, 64)
+    momenta = [b.momentum for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        before = m.features(x).std().item()
+    assert recalibrate_bn(m, x.numpy()) == sum(isinstance(b, torch.nn.BatchNorm2d) for b in m.modules())
+    assert not m.training and momenta == [b.momentum for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        after = m.features(x).std().item()
+    assert before < 1e-3 < 0.1 < after  # random init: activations vanish; re-estimated: normalised
+
+
+def _int8_tflite_with(body, path: Path) -> Path:
+    """A tiny full-int8 TFLite file conv -> body -> conv made by TensorFlow's own converter."""
+    tf = pytest.importorskip("tensorflow")
+    inp = tf.keras.Input((8, 8, 4), batch_size=1)
+    x = tf.keras.layers.Conv2D(4, 1)(inp)
+    x = tf.keras.layers.Conv2D(4, 1)(tf.keras.layers.Lambda(body)(x))
+    conv = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inp, x))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    conv.representative_dataset = lambda: ([rng.standard_normal((1, 8, 8, 4)).astype(np.float32)] for _ in range(8))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    path.write_bytes(conv.convert())
+    return path
+
+
+def test_delegation_names_the_ops_xnnpack_declines(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    from edgecv.bench.litert_runner import delegation
+    from edgecv.export import tflite as tl
+
+    # the converter fuses this into HARD_SWISH, which XNNPACK does not take in int8
+    fused = _int8_tflite_with(lambda t: t * tf.nn.relu6(t + 3) / 6, tmp_path / "fused.tflite")
+    assert delegation(tl.interpreter(fused)) == {"delegate_partitions": 2, "undelegated_ops": {"HARD_SWISH": 1}}
+    # edgecv's int8 rewrite order: ADD(+RELU6), MUL, MUL, all delegated
+    split = _int8_tflite_with(lambda t: (t * (1 / 6)) * tf.nn.relu6(t + 3), tmp_path / "split.tflite")
+    assert delegation(tl.interpreter(split)) == {"delegate_partitions": 1, "undelegated_ops": {}}
+
+
+@needs_shared
+def test_mobilenet_v3_int8_tflite_runs_as_one_xnnpack_partition(tmp_path, shared):
+    """hard-swish, hard-sigmoid and SE in full int8: the whole graph on XNNPACK's int8 kernels."""
+    pytest.importorskip("onnx2tf", reason="onnx2tf not installed")
+    from edgecv.export import export
+
+    rep = export("mobilenet_v3_small", "tflite", out=tmp_path / "v3s.tflite", precision="int8",
+                 input_size=(64, 64), min_agreement=0.0)
+    assert rep["bn_recalibrated_layers"] > 30  # random weights: statistics from the calibration photos
+    assert rep["delegation"] == {"delegate_partitions": 1, "undelegated_ops": {}}

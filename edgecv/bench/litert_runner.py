@@ -49,4 +49,36 @@ class LiteRTRunner(Runner):
             return {}
 
     def info(self) -> dict[str, Any]:
-        return {"inputs": self.inputs, "delegate": "xnnpack (default)"}
+        return {"inputs": self.inputs, "delegate": "xnnpack (default)", **delegation(self.interp)}
+
+
+def delegation(interp: Any) -> dict[str, Any]:
+    """How the delegate split the graph: ``delegate_partitions`` and ``undelegated_ops`` (op -> count).
+
+    One partition and no undelegated ops is the fast case; every op the delegate declines (e.g.
+    int8 HARD_SWISH in XNNPACK, see edgecv/export/rewrite.py) runs on the built-in kernels and
+    cuts the graph. LiteRT does not expose its execution plan, so this is read off the node list:
+    an original op still runs on its own when none of its outputs is a delegate node's output and
+    each is consumed by a delegate node, by another op that runs on its own, or is a graph output
+    (tensors inside a partition are consumed only by ops of that partition).
+    """
+    ops = interp._get_ops_details()
+    delegates = [o for o in ops if o["op_name"] == "DELEGATE"]
+    originals = [o for o in ops if o["op_name"] != "DELEGATE"]
+    delegate_out = {int(t) for d in delegates for t in d["outputs"]}
+    consumed_by_delegate = {int(t) for d in delegates for t in d["inputs"]}
+    graph_out = {int(d["index"]) for d in interp.get_output_details()}
+    consumers: dict[int, list[int]] = {}
+    for o in originals:
+        for t in o["inputs"]:
+            consumers.setdefault(int(t), []).append(o["index"])
+    alone: set[int] = set()
+    counts: dict[str, int] = {}
+    for o in reversed(originals):  # consumers come after producers in a TFLite node list
+        outs = [int(t) for t in o["outputs"]]
+        if not delegates or (outs and all(t not in delegate_out and (
+                t in consumed_by_delegate or t in graph_out or any(c in alone for c in consumers.get(t, ())))
+                for t in outs)):
+            alone.add(o["index"])
+            counts[o["op_name"]] = counts.get(o["op_name"], 0) + 1
+    return {"delegate_partitions": len(delegates), "undelegated_ops": dict(sorted(counts.items()))}

@@ -19,15 +19,20 @@ from edgecv.cli._app import cli, console, emit_json, make_progress
 @click.option("--input-size", nargs=2, type=int, default=None, metavar="H W", help="Input size (default: the model's).")
 @click.option("--min-agreement", type=float, default=95.0, show_default=True,
               help="int8/dynamic: fail (exit 3, no file) below this top-1 agreement with the float model (%).")
+@click.option("--per-tensor", is_flag=True, help="int8: one weight scale per tensor (default: per output channel).")
+@click.option("--calib-images", type=int, default=None,
+              help="int8/dynamic: calibration images (default 200 ImageNet samples / 300 CIFAR-10 or MNIST).")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output .onnx / .tflite file.")
 @click.option("--json", "json_out", default=None, help="Write the report as JSON to FILE ('-' = stdout).")
 def export_cmd(source: str, fmt: str, precision: str, weights: str | None, calib: str | None,
-               input_size: tuple[int, int] | None, min_agreement: float, out: str, json_out: str | None) -> None:
+               input_size: tuple[int, int] | None, min_agreement: float, per_tensor: bool, calib_images: int | None,
+               out: str, json_out: str | None) -> None:
     """Export SOURCE (a model name, checkpoint or .edc file) and check it against PyTorch in its runtime."""
     from edgecv.export import export
 
     rep = export(source, fmt, out=out, precision=precision, input_size=tuple(input_size) if input_size else None,
-                 weights=weights, calib=calib, min_agreement=min_agreement, progress=make_progress())
+                 weights=weights, calib=calib, min_agreement=min_agreement, per_channel=not per_tensor,
+                 calib_images=calib_images, progress=make_progress())
     p = rep["parity"]
     t = Table(title=f"{rep['model']} -> {rep['file']}")
     for col in ("format", "precision", "input", "bytes", "max |Δ|", "rel", "agreement", "top-1 float/export", "s"):
@@ -38,4 +43,9 @@ def export_cmd(source: str, fmt: str, precision: str, weights: str | None, calib
               f"{rep['bytes']:,}", f"{p['max_abs']:.3g}", f"{p['rel']:.2e}", agree, top1, f"{rep['seconds']:.1f}")
     console.print(t)
     console.print(f"[green]parity passed:[/green] {p['check']}")
+    d = rep.get("delegation")
+    if d and (d["delegate_partitions"] != 1 or d["undelegated_ops"]):
+        ops = ", ".join(f"{k} x{v}" for k, v in d["undelegated_ops"].items()) or "none"
+        console.print(f"[yellow]XNNPACK runs this file in {d['delegate_partitions']} partitions[/yellow]; "
+                      f"ops left on the slower built-in kernels: {ops}")
     emit_json(rep, json_out)

@@ -36,6 +36,7 @@ FIXED_HEADER = len(MAGIC) + 1 + 4          # magic, version u8, crc32 u32 LE
 MAX_TOTAL_NUMEL = 2 ** 31                   # default bound on the elements a file may decode to
 MAX_NAME_BYTES = 4096
 RAW, DENSE, SPARSE, AFFINE = 0, 1, 2, 3
+LINES = 0x10  # sparse tag flag: live-row / live-column bitmaps follow the entry count (docs/format.md)
 KINDS = {RAW: "raw", DENSE: "dense", SPARSE: "sparse", AFFINE: "affine"}
 
 # raw dtype code -> (name, little-endian numpy dtype of the stored bytes, torch dtype)
@@ -100,21 +101,40 @@ def _encode_record(name: str, obj: LayerCode | np.ndarray | torch.Tensor) -> byt
     if not isinstance(obj, LayerCode):
         raise CodecError(f"tensor {name!r}: expected LayerCode, AffineCode, numpy array or torch.Tensor, "
                          f"got {type(obj).__name__}")
-    k = obj.codebook.size
     if obj.sparse:
-        gaps, values = sparse.to_entries(obj.positions, obj.codes, obj.index_bits)
+        plain = _encode_code(name_b, obj, obj.positions, obj.codes, b"", 0)
+        nonzero = obj.codes != 0  # code 0 decodes to 0.0: such weights are not stored (sparse.to_entries)
+        live, live_codes = obj.positions[nonzero], obj.codes[nonzero]
+        if len(obj.shape) >= 2 and live.size:
+            rows, cols = sparse.live_lines(live, obj.shape)
+            if not (rows.all() and cols.all()):
+                lines = (np.packbits(rows, bitorder="little").tobytes()
+                         + np.packbits(cols, bitorder="little").tobytes())
+                compacted = _encode_code(name_b, obj, sparse.compact(live, rows, cols), live_codes, lines, LINES)
+                if len(compacted) < len(plain):
+                    return compacted
+        return plain
+    return _encode_code(name_b, obj, None, obj.codes, b"", 0)
+
+
+def _encode_code(name_b: bytes, obj: LayerCode, positions: np.ndarray | None, codes: np.ndarray, lines: bytes,
+                 flags: int) -> bytes:
+    """One LayerCode record; ``positions`` are in the live sub-matrix when ``lines`` are given."""
+    k = obj.codebook.size
+    if positions is not None:
+        gaps, values = sparse.to_entries(positions, codes, obj.index_bits)
         vh, vt, vl, vs = _stream(values, k, obj.bits, obj.huffman)
         ih, it, il, is_ = _stream(gaps, 1 << obj.index_bits, obj.index_bits, obj.huffman)
         kind, widths, cb = SPARSE, (obj.bits - 1) << 4 | (obj.index_bits - 1), obj.codebook[1:]
         count = varint(values.size)
     else:
-        vh, vt, vl, vs = _stream(obj.codes.astype(np.int64), k, obj.bits, obj.huffman)
+        vh, vt, vl, vs = _stream(codes.astype(np.int64), k, obj.bits, obj.huffman)
         ih, it, il, is_ = False, b"", b"", b""
         kind, widths, cb, count = DENSE, (obj.bits - 1) << 4, obj.codebook, b""
-    tag = kind | vh << 2 | ih << 3
+    tag = kind | vh << 2 | ih << 3 | flags
     head = (varint(len(name_b)) + name_b + bytes([tag, len(obj.shape)])
             + b"".join(varint(d) for d in obj.shape) + bytes([widths]) + varint(k) + count)
-    return head + cb.astype("<f4").tobytes() + vt + vl + vs + it + il + is_
+    return head + lines + cb.astype("<f4").tobytes() + vt + vl + vs + it + il + is_
 
 
 def _encode_affine(name_b: bytes, obj: AffineCode) -> bytes:
@@ -162,6 +182,7 @@ class Record:
     values_huffman: bool = False
     index_huffman: bool = False
     sizes: dict[str, int] = field(default_factory=dict)
+    lines_bytes: int = 0  # live-row/column bitmaps (counted in sizes["index"])
 
 
 def _read_stream(r: Reader, n: int, alphabet: int, width: int, huff: bool, what: str,
@@ -195,8 +216,10 @@ def _read_record(r: Reader, budget: list[int]) -> Record:
         raise CodecError(f"corrupt file: empty tensor name at offset {start}")
     tag, ndim = r.u8(f"{name}: tag"), r.u8(f"{name}: ndim")
     kind, vh, ih, hi = tag & 3, bool(tag & 4), bool(tag & 8), tag >> 4
+    lines = kind == SPARSE and hi == LINES >> 4
     if kind not in KINDS or ndim > 8 or (kind == RAW and (hi not in DTYPES or vh or ih)) \
-            or (kind != RAW and hi) or (kind == DENSE and ih) or (kind == AFFINE and ndim == 0):
+            or (kind != RAW and hi and not lines) or (kind == DENSE and ih) or (kind == AFFINE and ndim == 0) \
+            or (lines and ndim < 2):
         raise CodecError(f"corrupt file: tensor {name!r} has an invalid tag byte {tag:#04x} or ndim {ndim}")
     shape = tuple(r.varint(f"{name}: dim") for _ in range(ndim))
     numel = math.prod(shape)
@@ -228,6 +251,13 @@ def _read_record(r: Reader, budget: list[int]) -> Record:
         raise CodecError(f"corrupt file: tensor {name!r} has an empty codebook")
     n = r.varint(f"{name}: entry count", limit=numel) if kind == SPARSE else numel
     sizes["header"] = r.pos - start
+    rows = cols = None
+    lines_bytes = 0
+    if lines:
+        rows = _read_bitmap(r, shape[0], f"{name}: live rows")
+        cols = _read_bitmap(r, numel // shape[0] if shape[0] else 0, f"{name}: live columns")
+        lines_bytes = (rows.size + 7) // 8 + (cols.size + 7) // 8
+        sizes["index"] += lines_bytes
     n_cb = k - 1 if kind == SPARSE else k
     cb = np.frombuffer(r.take(4 * n_cb, f"{name}: codebook"), dtype="<f4").astype(np.float32)
     sizes["codebook"] = 4 * n_cb
@@ -239,11 +269,25 @@ def _read_record(r: Reader, budget: list[int]) -> Record:
             code = LayerCode(shape, cb, bits, values, None, huffman=vh)
         else:
             gaps = _read_stream(r, n, 1 << index_bits, index_bits, ih, f"{name}: index", sizes, "index")
-            pos, codes = sparse.from_entries(gaps, values, numel)
+            if rows is None:
+                pos, codes = sparse.from_entries(gaps, values, numel)
+            else:
+                pos, codes = sparse.from_entries(gaps, values, int(rows.sum()) * int(cols.sum()))
+                pos = sparse.expand(pos, rows, cols)
             code = LayerCode(shape, cb, bits, codes, pos, index_bits=index_bits, huffman=vh or ih)
     except ValueError as e:
         raise CodecError(f"corrupt file: tensor {name!r}: {e}") from None
-    return Record(name, kind, shape, code, entries=n, values_huffman=vh, index_huffman=ih, sizes=sizes)
+    return Record(name, kind, shape, code, entries=n, values_huffman=vh, index_huffman=ih, sizes=sizes,
+                  lines_bytes=lines_bytes)
+
+
+def _read_bitmap(r: Reader, n: int, what: str) -> np.ndarray:
+    """n bools packed LSB first; the padding bits of the last byte must be 0 (one encoding per file)."""
+    buf = np.frombuffer(r.take((n + 7) // 8, what), dtype=np.uint8)
+    bits = np.unpackbits(buf, bitorder="little")
+    if bits[n:].any():
+        raise CodecError(f"corrupt file: {what} bitmap has bits set past its {n} lines")
+    return bits[:n].astype(bool)
 
 
 def _read_affine(r: Reader, name: str, shape: tuple[int, ...], widths: int, vh: bool, per_channel_zp: bool,

@@ -46,7 +46,8 @@ def _row(rec: Record) -> dict[str, Any]:
         kept = int(code.codes.size) if rec.kind == SPARSE else numel
         fixed = total - b["tables"] - b["values"] - b["index"] + (rec.entries * code.bits + 7) // 8
         if rec.kind == SPARSE:
-            fixed += (rec.entries * code.index_bits + 7) // 8
+            fixed += (rec.entries * code.index_bits + 7) // 8 + rec.lines_bytes
+            row["lines_bytes"] = rec.lines_bytes  # live-row/column bitmaps (0: the paper's plain layout)
         fixed -= _len_fields(rec)
         row.update(dtype="float32", kept=kept, kept_pct=100.0 * kept / numel if numel else 0.0,
                    fillers=rec.entries - kept if rec.kind == SPARSE else 0, entries=rec.entries,

@@ -67,3 +67,34 @@ def count_entries(positions: np.ndarray, index_bits: int) -> int:
         return 0
     dist = np.diff(positions, prepend=-1)
     return int(positions.size + np.sum((dist - 1) >> index_bits))
+
+
+# Dead lines (an edgecv addition to the paper's layout): a pruned matrix often has whole rows
+# (output units / filters) and columns (inputs: MNIST's border pixels) with no kept weight. A
+# record may then store one bit per row and per column (live or not) and the relative indices
+# of the live sub-matrix only, which is denser, so its gaps are shorter. The encoder uses this
+# only when the record comes out smaller; positions keep their row-major order either way.
+
+def live_lines(positions: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) bool masks of the lines of ``shape`` viewed as (shape[0], rest) holding a position."""
+    n_cols = int(np.prod(shape[1:]))
+    rows = np.zeros(shape[0], dtype=bool)
+    cols = np.zeros(n_cols, dtype=bool)
+    rows[positions // n_cols] = True
+    cols[positions % n_cols] = True
+    return rows, cols
+
+
+def compact(positions: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Flat positions in the full matrix -> flat positions in the live sub-matrix."""
+    r_new = np.cumsum(rows) - 1
+    c_new = np.cumsum(cols) - 1
+    n_cols = cols.size
+    return r_new[positions // n_cols] * int(cols.sum()) + c_new[positions % n_cols]
+
+
+def expand(sub_positions: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`compact` (``sub_positions`` < live rows x live cols, checked by the caller)."""
+    live_r, live_c = np.flatnonzero(rows), np.flatnonzero(cols)
+    nc = live_c.size
+    return live_r[sub_positions // nc] * cols.size + live_c[sub_positions % nc]

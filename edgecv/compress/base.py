@@ -56,6 +56,7 @@ class Context:
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     shared: dict[str, SharedWeight] = field(default_factory=dict)
     encoding: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    raw_dtype: str = "float32"  # how float tensors without a code are stored (huffman stage)
     timings: dict[str, float] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     input_size: tuple[int, ...] | None = None  # (C, H, W); default: the zoo spec of model_name

@@ -35,11 +35,16 @@ class HuffmanConfig:
     ``{pattern: bits}`` (later patterns override; unlisted compressed layers get 5). ``auto``
     picks, per tensor, the width in 2..12 that makes its entries (fillers included) smallest --
     an edgecv addition: the paper fixes one width per network (5 bits LeNet, 4 AlexNet conv).
-    ``enabled``: Huffman-code value codes and gaps (False = fixed-width codes only, "P+Q")."""
+    ``enabled``: Huffman-code value codes and gaps (False = fixed-width codes only, "P+Q").
+    ``raw_dtype``: how the float tensors without a code are stored (biases, BatchNorm parameters
+    and statistics, layers left alone): float32 as the paper counts them, or float16 / bfloat16
+    at half the bytes; the model's tensors are rounded to it in place, so the file still decodes
+    to exactly the model that is evaluated."""
 
     index_bits: int | Literal["auto"] | dict[str, int | Literal["auto"]] = field(
         default=DEFAULT_INDEX_BITS, metadata=targets())
     enabled: bool = True
+    raw_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
 
     def __post_init__(self) -> None:
         vals = self.index_bits.items() if isinstance(self.index_bits, dict) else [("index_bits", self.index_bits)]
@@ -71,6 +76,17 @@ class Huffman(Stage):
             ctx.encoding[pname] = (AUTO if width == "auto" else width, cfg.enabled)
         report.update({"layers": {k: {"index_bits": v[0] or "auto", "huffman": v[1]}
                                   for k, v in ctx.encoding.items()}})
+        ctx.raw_dtype = cfg.raw_dtype
+        if cfg.raw_dtype != "float32":
+            dt = getattr(torch, cfg.raw_dtype)
+            names.update(dict.fromkeys(getattr(ctx, "quantized", None) or {}))  # integer-coded: leave them
+            rounded = 0
+            with torch.no_grad():
+                for name, t in model.state_dict(keep_vars=True).items():
+                    if name not in names and t.is_floating_point():
+                        t.copy_(t.to(dt).to(t.dtype))
+                        rounded += t.numel()
+            report["raw_dtype"] = {"dtype": cfg.raw_dtype, "rounded_values": rounded}
         return model
 
 
@@ -86,22 +102,38 @@ def _stream_bytes(freq: np.ndarray, width: int, huff: bool) -> int:
     return min(fixed, (huffman.stream_bits(freq, lengths) + 7) // 8 + len(huffman.table_bytes(lengths)))
 
 
-def choose_index_bits(positions: np.ndarray, codes: np.ndarray, bits: int, huff: bool) -> int:
+def choose_index_bits(positions: np.ndarray, codes: np.ndarray, bits: int, huff: bool,
+                      shape: tuple[int, ...] | None = None) -> int:
     """The gap width in ``AUTO_RANGE`` that minimises the stored gap + value streams of one tensor.
 
     Computed from the histogram of distances between kept weights, without building the entries:
     with D = 2**w a distance d costs (d - 1) // D fillers (gap symbol D - 1, value code 0) and one
-    real entry with gap symbol d - 1 - D * ((d - 1) // D) (codec/sparse.py)."""
+    real entry with gap symbol d - 1 - D * ((d - 1) // D) (codec/sparse.py). With ``shape`` (ndim
+    >= 2) the live-sub-matrix layout the codec may pick (docs/format.md, live lines) is priced too,
+    and each width costs the cheaper of the two."""
+    from edgecv.codec import sparse
+
     positions = np.asarray(positions, dtype=np.int64)
     codes = np.asarray(codes, dtype=np.int64)
     keep = codes != 0
     positions, codes = positions[keep], codes[keep]
     if positions.size == 0:
         return DEFAULT_INDEX_BITS
+    layouts = [positions]
+    if shape is not None and len(shape) >= 2:
+        rows, cols = sparse.live_lines(positions, tuple(shape))
+        if not (rows.all() and cols.all()):
+            layouts.append(sparse.compact(positions, rows, cols))
+    costs = [_width_costs(p, codes, bits, huff) for p in layouts]
+    return min(AUTO_RANGE, key=lambda w: min(c[w] for c in costs))
+
+
+def _width_costs(positions: np.ndarray, codes: np.ndarray, bits: int, huff: bool) -> dict[int, int]:
+    """Bytes of the gap + value streams of one layout for every width in ``AUTO_RANGE``."""
     d = np.diff(positions, prepend=-1) - 1
     dist, count = np.unique(d, return_counts=True)
     vfreq = np.bincount(codes, minlength=1 << bits)
-    best = None
+    costs = {}
     for w in AUTO_RANGE:
         D = 1 << w
         fill = dist // D
@@ -110,10 +142,8 @@ def choose_index_bits(positions: np.ndarray, codes: np.ndarray, bits: int, huff:
         gfreq[D - 1] += nfill
         vf = vfreq.copy()
         vf[0] += nfill
-        cost = _stream_bytes(gfreq, w, huff) + _stream_bytes(vf, bits, huff)
-        if best is None or cost < best[0]:
-            best = (cost, w)
-    return best[1]
+        costs[w] = _stream_bytes(gfreq, w, huff) + _stream_bytes(vf, bits, huff)
+    return costs
 
 
 def _bits_for(k: int) -> int:
@@ -122,7 +152,8 @@ def _bits_for(k: int) -> int:
 
 def to_layer_codes(model: nn.Module, ctx: Context) -> dict[str, Any]:
     """The codec's input: state-dict name -> ``LayerCode`` (masked and/or shared weights) or the
-    tensor itself (everything else: biases, BN parameters and buffers, untouched layers).
+    tensor itself (everything else: biases, BN parameters and buffers, untouched layers; float
+    ones in ``ctx.raw_dtype``).
 
     Shared weight: its codebook and per-element (dense) or per-kept-weight (sparse) codes.
     Masked but unshared weight: a codebook of its distinct kept values (0.0 first, reserved) when
@@ -147,7 +178,7 @@ def to_layer_codes(model: nn.Module, ctx: Context) -> dict[str, Any]:
             else:
                 codes, positions = assign, None
             if positions is not None and index_bits == AUTO:
-                index_bits = choose_index_bits(positions, codes.numpy(), sw.bits, huff)
+                index_bits = choose_index_bits(positions, codes.numpy(), sw.bits, huff, tuple(t.shape))
             out[name] = LayerCode(shape=tuple(t.shape), codebook=codebook, bits=sw.bits,
                                   codes=codes.numpy().astype(np.uint16), positions=positions,
                                   index_bits=index_bits or DEFAULT_INDEX_BITS, huffman=huff)
@@ -163,11 +194,11 @@ def to_layer_codes(model: nn.Module, ctx: Context) -> dict[str, Any]:
             codebook = torch.cat([torch.zeros(1), uniq]).numpy().astype(np.float32)
             bits, codes, positions = _bits_for(codebook.size), (inv + 1).numpy(), pos.numpy().astype(np.int64)
             if index_bits == AUTO:
-                index_bits = choose_index_bits(positions, codes, bits, huff)
+                index_bits = choose_index_bits(positions, codes, bits, huff, tuple(t.shape))
             out[name] = LayerCode(shape=tuple(t.shape), codebook=codebook, bits=bits, codes=codes.astype(np.uint16),
                                   positions=positions, index_bits=index_bits, huffman=huff)
         else:
-            out[name] = t
+            out[name] = t.to(getattr(torch, ctx.raw_dtype)) if t.is_floating_point() else t
     return out
 
 

@@ -101,8 +101,13 @@ def _metadata(src, precision: str, layout: str, data) -> dict[str, Any]:
 
 def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, precision: str = "fp32",
            input_size: tuple[int, int] | None = None, weights: str | None = None, calib: str | None = None,
-           min_agreement: float = 95.0, progress: Progress | None = None) -> dict[str, Any]:
+           min_agreement: float = 95.0, per_channel: bool = True, calib_images: int | None = None,
+           progress: Progress | None = None) -> dict[str, Any]:
     """Export ``source`` (model name | checkpoint | .edc) to ``out`` and check it against PyTorch.
+
+    ``per_channel`` (int8 weights: one scale per output channel, else per tensor) and
+    ``calib_images`` (how many calibration images; default 200 of the ImageNet samples, 300
+    CIFAR-10/MNIST train images) tune the int8 calibration.
 
     Returns the report: file, format, precision, bytes, input_shape (as in the file), parity
     (fp32/fp16: max_abs, rel; int8/dynamic: agreement_pct, n_images), seconds, and more.
@@ -127,9 +132,16 @@ def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, preci
     progress.start(f"export {spec.name} {precision}", steps)
     src = resolve_source(source, weights=weights, input_size=input_size)
     quantized = precision in spec.calib_precisions
-    data = load_real(src, calib, required=quantized) if quantized else \
+    if calib_images is not None and (not quantized or calib_images < 1):
+        raise UserError("--calib-images applies to int8/dynamic exports and must be >= 1")
+    data = load_real(src, calib, required=quantized, n_calib=calib_images) if quantized else \
         load_real(src, None, n_calib=8, n_eval=16, required=False)  # fp32/fp16: a few real images
     progress.advance(1, step="data")
+    bn_recalibrated = 0
+    if quantized and not src.trained:  # int8 scales of a random init are degenerate (calib.recalibrate_bn)
+        from edgecv.export.calib import recalibrate_bn
+
+        bn_recalibrated = recalibrate_bn(src.model, data.calib)
     with torch.no_grad():
         src.num_classes = int(src.model(example_input(src)).shape[-1])
     md = _metadata(src, precision, spec.layout, data)
@@ -141,20 +153,22 @@ def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, preci
 
         from edgecv.export.rewrite import for_export
 
-        onnx_fp32 = ox.export_fp32(for_export(src.model), tmp_p / "model.onnx", src.input_size, {**md, "precision": "fp32"})
+        onnx_fp32 = ox.export_fp32(for_export(src.model, fmt=spec.name, precision=precision), tmp_p / "model.onnx",
+                                   src.input_size, {**md, "precision": "fp32"})
         if spec.name == "onnx" and precision == "fp32":
             ox.set_metadata(onnx_fp32, md)
         timings["onnx"] = time.perf_counter() - t
         progress.advance(1, step="onnx")
         t = time.perf_counter()
         if spec.name == "onnx":
-            produced = ox.quantize_int8(onnx_fp32, tmp_p / "model.int8.onnx", data.calib) if precision == "int8" \
-                else onnx_fp32
+            produced = ox.quantize_int8(onnx_fp32, tmp_p / "model.int8.onnx", data.calib, per_channel=per_channel) \
+                if precision == "int8" else onnx_fp32
         else:
             from edgecv.export import tflite as tl
 
             produced = tl.convert(onnx_fp32, tmp_p / "model.tflite", precision,
-                                  calib=data.calib if data is not None else None, workdir=tmp_p / "onnx2tf",
+                                  calib=data.calib if data is not None else None, per_channel=per_channel,
+                                  workdir=tmp_p / "onnx2tf",
                                   metadata=md)
         timings["convert"] = time.perf_counter() - t
         progress.advance(1, step="convert")
@@ -179,6 +193,14 @@ def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, preci
         if quantized:
             par["min_agreement"] = min_agreement
         timings["parity"] = time.perf_counter() - t
+        deleg = None
+        if spec.name == "tflite":
+            from edgecv.bench.litert_runner import delegation
+
+            deleg = delegation(run.it)
+            if deleg["delegate_partitions"] != 1 or deleg["undelegated_ops"]:
+                log.warning("XNNPACK takes this file in %d partitions; ops on the built-in kernels: %s",
+                            deleg["delegate_partitions"], deleg["undelegated_ops"])
         progress.advance(1, step="parity")
         progress.stop()
         if not passed:
@@ -191,8 +213,8 @@ def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, preci
         "file": str(out), "format": spec.name, "precision": precision, "model": src.name, "source": src.kind,
         "bytes": out.stat().st_size, "input_shape": [1, c, h, w] if spec.layout == "NCHW" else [1, h, w, c],
         "input_layout": spec.layout, "mean": list(src.mean), "std": list(src.std), "num_classes": src.num_classes,
-        "trained_weights": src.trained, "calibration": ({"data": data.name, "n_images": int(len(data.calib))}
+        "trained_weights": src.trained, "bn_recalibrated_layers": bn_recalibrated, "calibration": ({"data": data.name, "n_images": int(len(data.calib)), "per_channel": per_channel}
                                                         if quantized else None),
-        "parity": par, "metadata": {k: v for k, v in md.items() if k != "labels"},
+        "parity": par, "delegation": deleg, "metadata": {k: v for k, v in md.items() if k != "labels"},
         "timings_s": timings, "seconds": time.perf_counter() - t0,
     }

@@ -74,3 +74,34 @@ def load_real(src: ExportSource, data: str | None, *, n_calib: int | None = None
     ev, labels = _stack(eval_ds, spread(len(eval_ds), n_eval), (h, w))
     log.info("real data %s: %d calibration + %d check images at %dx%d", name, len(calib), len(ev), h, w)
     return RealData(name=str(name), calib=calib, eval=ev, eval_labels=labels, classes=list(info.classes))
+
+
+def recalibrate_bn(model: torch.nn.Module, images: np.ndarray, batch: int = 25) -> int:
+    """Re-estimate every BatchNorm's running statistics on ``images``; returns how many were reset.
+
+    For random-weight models only: their activations shrink layer by layer (1e-7..1e-9 deep in a
+    random MobileNetV3), so int8 scales become tiny and XNNPACK declines the element-wise ops
+    whose operand scales differ by more than it supports (an int8 MobileNetV3-Small fell apart
+    into 17 delegate partitions). With statistics measured on real images every BN output is
+    normalised, as in a trained network, and the int8 file is the one a trained model would give
+    for latency purposes. The model is changed in place (a copy made by the caller).
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return 0
+    training = {m: m.training for m in model.modules()}
+    momentum = {m: m.momentum for m in bns}
+    model.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all batches
+        m.train()
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            model(torch.from_numpy(images[i:i + batch]))
+    for m, was_training in training.items():
+        m.train(was_training)
+    for m, value in momentum.items():
+        m.momentum = value
+    log.info("random weights: BatchNorm statistics of %d layers re-estimated on %d real images", len(bns), len(images))
+    return len(bns)
