@@ -67,6 +67,7 @@ def main() -> int:
     ap.add_argument("--precisions", default="fp32,int8")
     ap.add_argument("--out", default=str(REPO / "docs" / "latency.md"))
     ap.add_argument("--export-only", action="store_true", help="write the files into --cache and stop")
+    ap.add_argument("--report-only", action="store_true", help="rewrite --out from --cache/results.json")
     a = ap.parse_args()
     from edgecv.bench import bench
     from edgecv.bench.harness import cpu_name
@@ -74,15 +75,20 @@ def main() -> int:
     cache = Path(a.cache)
     cache.mkdir(parents=True, exist_ok=True)
     precs = a.precisions.split(",")
-    files = export_all(cache, precs)
-    if a.export_only:
-        return 0
-    samples: dict[tuple[str, str], list[dict]] = {k: [] for k in files}
-    for rnd in range(a.rounds):  # interleaved rounds: drift on this shared machine hits every model alike
-        for key, path in files.items():
-            r = bench(str(path), "tflite", warmup=a.warmup, runs=a.runs)
-            samples[key].append(r)
-            print(f"round {rnd + 1} {key[0]:24s} {key[1]:5s} p50 {r['p50_ms']:7.2f} ms  mean {r['mean_ms']:7.2f}", flush=True)
+    if a.report_only:  # rewrite the page from the last run's measurements
+        raw = json.loads((cache / "results.json").read_text())
+        samples = {tuple(k.split(":")): v for k, v in raw.items()}
+    else:
+        files = export_all(cache, precs)
+        if a.export_only:
+            return 0
+        samples = {k: [] for k in files}
+        for rnd in range(a.rounds):  # interleaved rounds: drift on this shared machine hits every model alike
+            for key, path in files.items():
+                r = bench(str(path), "tflite", warmup=a.warmup, runs=a.runs)
+                samples[key].append(r)
+                print(f"round {rnd + 1} {key[0]:24s} {key[1]:5s} p50 {r['p50_ms']:7.2f} ms  mean {r['mean_ms']:7.2f}",
+                      flush=True)
     med = {k: statistics.median(r["p50_ms"] for r in v) for k, v in samples.items()}
     parts = {k: v[0]["info"].get("delegate_partitions") for k, v in samples.items()}
     any_r = next(iter(samples.values()))[0]
@@ -124,7 +130,18 @@ def main() -> int:
         lines += ["", f"- {prec} (models with a paper Pixel 1 figure): paper fastest->slowest {', '.join(paper_order)}; "
                   f"ours {', '.join(ours_order)}; Kendall tau {tau:+.2f} ({'same order' if paper_order == ours_order else 'order differs'})."]
     all_order = [label for label, name, *_ in sorted(ROWS, key=lambda r: med.get((r[1], 'fp32'), 1e9))]
+    faster = [label for label, name, *_ in ROWS if med.get((name, "int8"), 1e9) < med.get((name, "fp32"), 0)]
+    slower = [label for label, name, *_ in ROWS if (name, "int8") in med and label not in faster]
     lines += [f"- fp32, all six here, fastest->slowest: {', '.join(all_order)}.", "",
+              "## int8 against fp32", "",
+              f"int8 is faster than fp32 here for {', '.join(faster) or 'none'}; slower for {', '.join(slower) or 'none'}. "
+              "Every file runs as one XNNPACK partition (above), so no op falls back to the built-in kernels; "
+              "V2 0.35, which has no hard-swish or SE, behaves like the small V3s: what remains is kernel "
+              "efficiency, and int8 pays off with the larger layers. The paper's Pixel 1 shows the same shape: "
+              "float/quant 51/44 ms V3-Large (1.16x), 64/52 V2 (1.23x), 15.8/15.5 V3-Small (1.02x). "
+              "Before the export rewrites (docs/export.md: int8 HARD_SWISH and RELU_0_TO_1 left to the "
+              "built-in kernels, 29 partitions) the 2026-11-22 run measured int8 at 0.41x (V3-Small) to "
+              "0.57x (V3-Large) of fp32 speed; V2 was unaffected (1.59x).", "",
               "Absolute numbers are not comparable (an x86 server core with AVX-512 VNNI vs 2017-2018 phone cores); "
               "the claim checked is the shape: the ordering and the ratios to V2 1.0. Raw results: "
               "`benchmarks/bench_mobilenet_table3.py` prints them; timings drift run to run on this shared machine."]
