@@ -273,3 +273,53 @@ def test_mobilenet_v3_int8_tflite_runs_as_one_xnnpack_partition(tmp_path, shared
                  input_size=(64, 64), min_agreement=0.0)
     assert rep["bn_recalibrated_layers"] > 30  # random weights: statistics from the calibration photos
     assert rep["delegation"] == {"delegate_partitions": 1, "undelegated_ops": {}}
+
+
+@pytest.mark.parametrize("k,s,p,ceil,incl", [(3, 1, 1, False, True), (3, 2, 1, False, True), (3, 2, 1, True, True),
+                                            (3, 1, 1, False, False), (2, 2, 0, True, True), (3, 2, 0, True, False)])
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8])
+def test_conv_avg_pool_rewrite_is_the_same_function(k, s, p, ceil, incl, size):
+    from edgecv.export.rewrite import ConvAvgPool
+
+    pool = torch.nn.AvgPool2d(k, s, p, ceil_mode=ceil, count_include_pad=incl)
+    x = torch.randn(2, 4, size, size)
+    try:
+        ref = pool(x)
+    except RuntimeError:  # PyTorch itself refuses (output size 0)
+        return
+    assert torch.allclose(ConvAvgPool(pool)(x), ref, atol=1e-6)
+
+
+def test_tflite_average_pooling_over_padding_on_tiny_maps(tmp_path):
+    """onnx2tf alone gets these wrong (off by up to 2.1); the TFLite rewrite makes them exact."""
+    pytest.importorskip("onnx2tf", reason="onnx2tf not installed")
+    from edgecv.export import onnx as ox, tflite as tl
+    from edgecv.export.rewrite import for_export
+
+    net = torch.nn.Sequential(torch.nn.AvgPool2d(3, 1, 1), torch.nn.Conv2d(8, 8, 1),
+                              torch.nn.AvgPool2d(3, 2, 1, ceil_mode=True)).eval()
+    x = np.random.default_rng(0).standard_normal((2, 8, 2, 2)).astype(np.float32)
+    f = ox.export_fp32(for_export(net, fmt="tflite"), tmp_path / "m.onnx", (8, 2, 2), {"model": "probe"})
+    out = tl.convert(f, tmp_path / "m.tflite", "fp32", workdir=tmp_path / "w")
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy().transpose(0, 2, 3, 1).reshape(2, -1)  # the file is NHWC
+    assert np.abs(tl.Runner(out)(x) - ref).max() < 1e-5
+
+
+def test_tflite_rewrites_keep_convnext_and_googlenet_the_same_function():
+    from edgecv.export.rewrite import PolyErfGELU, for_export
+    from edgecv.models import create_model
+
+    x = torch.linspace(-12, 12, 100001)
+    assert (PolyErfGELU()(x) - torch.nn.GELU()(x)).abs().max() < 2e-6
+    for name in ("convnext_tiny", "bn_inception"):
+        torch.manual_seed(0)
+        m = create_model(name).eval()
+        r = for_export(m, fmt="tflite")
+        kinds = {type(mod).__name__ for mod in r.modules()}
+        assert not {"CNBlock", "LayerNorm", "GELU"} & kinds
+        assert not any(isinstance(mod, torch.nn.AvgPool2d) and mod.padding for mod in r.modules())
+        xi = torch.randn(2, 3, 64, 64)
+        with torch.no_grad():
+            ref, got = m(xi), r(xi)
+        assert (got - ref).abs().max() <= 1e-5 * (ref.max() - ref.min())

@@ -17,6 +17,11 @@ before it. Full-integer int8 also: the converter fuses ``x * relu6(x + 3) / 6`` 
 than fp32); written as ``(x / 6) * relu6(x + 3)`` no fusion pattern matches and it becomes
 ADD(+RELU6), MUL, MUL, all delegated (1 partition; 96x96 MobileNetV3-Small int8 1.00 -> 0.51 ms
 on one core).
+
+Also TFLite only, found by scripts/export_matrix.py: average pooling over padding
+(:class:`ConvAvgPool`), ConvNeXt's permuted LayerNorm block (:class:`ConvCNBlock`,
+:class:`DecomposedLayerNorm`) and exact GELU (:class:`PolyErfGELU`); each class says what
+onnx2tf or the converter did with the original.
 """
 from __future__ import annotations
 
@@ -69,7 +74,115 @@ class MatmulAdaptiveAvgPool(nn.Module):
         oh, ow = (h if self.out[0] is None else self.out[0]), (w if self.out[1] is None else self.out[1])
         if h % oh == 0 and w % ow == 0:  # the exporter handles these itself
             return F.adaptive_avg_pool2d(x, (oh, ow))
+        if h == 1 and w == 1:  # a 1x1 map (AlexNet/VGG at small inputs): every output is the input
+            return F.interpolate(x, size=(oh, ow), mode="nearest")  # a Resize; onnx2tf mistranslates
+            # the 4-D MatMul below and drops the multiples of a Tile
         return self._matrix(h, oh, x.dtype) @ x @ self._matrix(w, ow, x.dtype).t()
+
+
+class ConvAvgPool(nn.Module):
+    """AvgPool2d with padding or ceil_mode as zero padding + a fixed depthwise conv + a constant
+    divisor map, for TFLite only.
+
+    onnx2tf gets average pooling over padding wrong on small maps (measured with 8 channels:
+    3x3/1 pad 1 on a 1x1 or 2x2 map, 3x3/2 pad 1 on 1x1 or 3x3: off by up to 2.1, i.e. the
+    padding left out of the divisor), which broke BN-Inception at 16x16. A convolution over an
+    explicitly zero-padded input converts exactly; the divisor of every window (PyTorch's rule,
+    including count_include_pad and ceil_mode overhang) is measured once per input size by
+    pooling a map of ones, so the result is the same function.
+    """
+
+    def __init__(self, m: nn.AvgPool2d) -> None:
+        super().__init__()
+        pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+        self.k, self.s, self.p = pair(m.kernel_size), pair(m.stride or m.kernel_size), pair(m.padding)
+        self.ceil, self.incl, self.div = m.ceil_mode, m.count_include_pad, m.divisor_override
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, self.k, self.s, self.p, self.ceil, self.incl, self.div)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, h, w = int(x.shape[1]), int(x.shape[2]), int(x.shape[3])
+        ones = torch.ones(1, 1, h, w, dtype=x.dtype)
+        avg_of_ones = self._pool(ones)  # = (real elements in the window) / divisor
+        oh, ow = int(avg_of_ones.shape[2]), int(avg_of_ones.shape[3])
+        extra_h = max(0, (oh - 1) * self.s[0] + self.k[0] - (h + 2 * self.p[0]))
+        extra_w = max(0, (ow - 1) * self.s[1] + self.k[1] - (w + 2 * self.p[1]))
+        pad = (self.p[1], self.p[1] + extra_w, self.p[0], self.p[0] + extra_h)
+        box = torch.ones(1, 1, *self.k, dtype=x.dtype)
+        real = F.conv2d(F.pad(ones, pad), box, stride=self.s)  # real elements per window
+        factor = torch.where(real > 0, avg_of_ones / real.clamp(min=1), torch.zeros_like(real))
+        y = F.conv2d(F.pad(x, pad), box.expand(c, 1, *self.k), stride=self.s, groups=c)
+        return y * factor
+
+
+class DecomposedLayerNorm(nn.Module):
+    """LayerNorm as mean / variance / scale ops, for TFLite only (same function up to float rounding).
+
+    onnx2tf 1.29 fails on ONNX ``LayerNormalization`` after ConvNeXt's NCHW->NHWC permute
+    ("Eager execution of tf.constant with unsupported shape" while building the Keras layer's
+    initialisers). ``channels_first`` normalises dim 1 of an NCHW tensor (ConvNeXt's LayerNorm2d,
+    without its two permutes); otherwise the trailing ``normalized_shape`` dims, as nn.LayerNorm.
+    """
+
+    def __init__(self, m: nn.LayerNorm, channels_first: bool | None = None) -> None:
+        super().__init__()
+        from edgecv.models.convnext import LayerNorm2d
+
+        self.channels_first = isinstance(m, LayerNorm2d) if channels_first is None else channels_first
+        self.dims = tuple(range(-len(m.normalized_shape), 0))
+        self.eps, self.weight, self.bias = m.eps, m.weight, m.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = (1,) if self.channels_first else self.dims
+        u = x.mean(dims, keepdim=True)
+        d = x - u
+        y = d / torch.sqrt((d * d).mean(dims, keepdim=True) + self.eps)
+        w, b = self.weight, self.bias
+        if self.channels_first and w is not None:
+            w, b = w[:, None, None], (b[:, None, None] if b is not None else None)
+        y = y * w if w is not None else y
+        return y + b if b is not None else y
+
+
+class ConvCNBlock(nn.Module):
+    """ConvNeXt's block without its NCHW<->NHWC permutes, for TFLite only: LayerNorm over
+    channels, the two Linear layers as 1x1 convs (same weights). With the permutes onnx2tf loses
+    the layout and broadcasts the (C, 1, 1) layer scale over the wrong axis."""
+
+    def __init__(self, m: nn.Module) -> None:
+        super().__init__()
+        dw, _, ln, fc1, act, fc2, _ = m.block
+        self.dw, self.ln, self.act = dw, DecomposedLayerNorm(ln, channels_first=True), act
+        self.pw1, self.pw2 = (nn.Conv2d(fc.in_features, fc.out_features, 1) for fc in (fc1, fc2))
+        with torch.no_grad():
+            for conv, fc in ((self.pw1, fc1), (self.pw2, fc2)):
+                conv.weight.copy_(fc.weight[:, :, None, None])
+                conv.bias.copy_(fc.bias)
+        self.layer_scale = m.layer_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # eval: stochastic depth is the identity
+        return x + self.layer_scale * self.pw2(self.act(self.pw1(self.ln(self.dw(x)))))
+
+
+class PolyErfGELU(nn.Module):
+    """Exact (erf) GELU for TFLite builds that have no Erf op: erf from Abramowitz & Stegun 7.1.26
+    (|error| <= 1.5e-7), built from abs/exp/mul/add/div, all TFLite builtins. onnx2tf turns ONNX's
+    Erf into tf.Erf, which the TFLite converter refuses ("neither a custom op nor a flex op")."""
+
+    P, A = 0.3275911, (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+    def __init__(self, m: nn.Module | None = None) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x * 0.7071067811865476  # x / sqrt(2)
+        a = torch.abs(z)
+        t = 1.0 / (1.0 + self.P * a)
+        poly = t * (self.A[0] + t * (self.A[1] + t * (self.A[2] + t * (self.A[3] + t * self.A[4]))))
+        erf_abs = 1.0 - poly * torch.exp(-a * a)
+        # 0.5 * x * (1 + erf(z)) with erf odd: 0.5 * (x + |x| * erf(|z|))
+        return 0.5 * (x + torch.abs(x) * erf_abs)
 
 
 class Relu6Hardswish(nn.Module):
@@ -101,14 +214,29 @@ def for_export(model: nn.Module, *, fmt: str = "onnx", precision: str = "fp32") 
 
     swaps: dict[type, type] = {PadShortcut: PoolPadShortcut, nn.AdaptiveAvgPool2d: MatmulAdaptiveAvgPool}
     if fmt == "tflite":
-        swaps[nn.Hardsigmoid] = Relu6Hardsigmoid
+        from edgecv.models.convnext import CNBlock, LayerNorm2d
+
+        swaps.update({nn.Hardsigmoid: Relu6Hardsigmoid, nn.LayerNorm: DecomposedLayerNorm,
+                      LayerNorm2d: DecomposedLayerNorm, CNBlock: ConvCNBlock})
+        if any(isinstance(m, nn.GELU) and m.approximate == "none" for m in model.modules()):
+            swaps[nn.GELU] = PolyErfGELU
+        if any(isinstance(m, nn.AvgPool2d) and _pads(m) for m in model.modules()):
+            swaps[nn.AvgPool2d] = ConvAvgPool
         if precision == "int8":
             swaps[nn.Hardswish] = Relu6Hardswish
-    if not any(type(m) in swaps for m in model.modules()):
+    hits = lambda m: type(m) in swaps and (type(m) is not nn.AvgPool2d or _pads(m))  # noqa: E731
+    if not any(hits(m) for m in model.modules()):
         return model
     model = copy.deepcopy(model)
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) in swaps:
-                setattr(parent, name, swaps[type(child)](child))
+    while any(hits(m) for m in model.modules()):  # again: a replacement may hold swappable modules
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if hits(child):
+                    setattr(parent, name, swaps[type(child)](child))
     return model.eval()
+
+
+def _pads(m: nn.AvgPool2d) -> bool:
+    """Average pooling that looks past the input: padding or ceil_mode (see ConvAvgPool)."""
+    p = m.padding if isinstance(m.padding, (tuple, list)) else (m.padding,)
+    return any(v for v in p) or bool(m.ceil_mode)
