@@ -82,3 +82,11 @@ def delegation(interp: Any) -> dict[str, Any]:
             alone.add(o["index"])
             counts[o["op_name"]] = counts.get(o["op_name"], 0) + 1
     return {"delegate_partitions": len(delegates), "undelegated_ops": dict(sorted(counts.items()))}
+
+
+def delegation_note(d: dict[str, Any] | None) -> str | None:
+    """One line for people when a file is not a single XNNPACK partition (None when it is)."""
+    if not d or (d.get("delegate_partitions", 1) == 1 and not d.get("undelegated_ops")):
+        return None
+    ops = ", ".join(f"{k} x{v}" for k, v in d.get("undelegated_ops", {}).items()) or "none"
+    return f"XNNPACK runs it in {d['delegate_partitions']} partitions; ops on the slower built-in kernels: {ops}"

@@ -63,12 +63,12 @@ def bench_cmd(sources, formats, precision, device, threads, cores, warmup, runs,
         t.add_row(str(r["model"]), fmt, str(r.get("runtime")), _ms(r["init_ms"]), _ms(r["first_ms"]), _ms(r["mean_ms"]),
                   _ms(r["p50_ms"]), _ms(r["p90_ms"]), _ms(r["p99_ms"]), _ms(r["std_ms"]), _ms(r["peak_mem_mb"]))
     console.print(t)
+    from edgecv.bench.litert_runner import delegation_note
+
     for r in results:
-        d = r.get("info") or {}
-        if d.get("delegate_partitions", 1) != 1 or d.get("undelegated_ops"):
-            ops = ", ".join(f"{k} x{v}" for k, v in d.get("undelegated_ops", {}).items()) or "none"
-            console.print(f"[yellow]{r['model']}: XNNPACK ran it in {d['delegate_partitions']} partitions[/yellow]; "
-                          f"ops on the slower built-in kernels: {ops}")
+        note = delegation_note(r.get("info"))
+        if note:
+            console.print(f"[yellow]{r['model']}:[/yellow] {note}")
     if csv_out:
         write_csv(csv_out, results)
         err_console.print(f"[dim]wrote {csv_out}[/dim]")

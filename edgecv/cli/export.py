@@ -43,9 +43,9 @@ def export_cmd(source: str, fmt: str, precision: str, weights: str | None, calib
               f"{rep['bytes']:,}", f"{p['max_abs']:.3g}", f"{p['rel']:.2e}", agree, top1, f"{rep['seconds']:.1f}")
     console.print(t)
     console.print(f"[green]parity passed:[/green] {p['check']}")
-    d = rep.get("delegation")
-    if d and (d["delegate_partitions"] != 1 or d["undelegated_ops"]):
-        ops = ", ".join(f"{k} x{v}" for k, v in d["undelegated_ops"].items()) or "none"
-        console.print(f"[yellow]XNNPACK runs this file in {d['delegate_partitions']} partitions[/yellow]; "
-                      f"ops left on the slower built-in kernels: {ops}")
+    from edgecv.bench.litert_runner import delegation_note
+
+    note = delegation_note(rep.get("delegation"))
+    if note:
+        console.print(f"[yellow]note:[/yellow] {note}")
     emit_json(rep, json_out)

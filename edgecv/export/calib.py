@@ -84,7 +84,7 @@ def recalibrate_bn(model: torch.nn.Module, images: np.ndarray, batch: int = 25) 
     whose operand scales differ by more than it supports (an int8 MobileNetV3-Small fell apart
     into 17 delegate partitions). With statistics measured on real images every BN output is
     normalised, as in a trained network, and the int8 file is the one a trained model would give
-    for latency purposes. The model is changed in place (a copy made by the caller).
+    for latency purposes. The model is changed in place.
     """
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not bns:
