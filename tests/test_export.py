@@ -306,19 +306,21 @@ def test_tflite_average_pooling_over_padding_on_tiny_maps(tmp_path):
     assert np.abs(tl.Runner(out)(x) - ref).max() < 1e-5
 
 
-def test_tflite_rewrites_keep_convnext_and_googlenet_the_same_function():
+def test_tflite_rewrites_keep_convnext_bninception_shufflenet_the_same_function():
     from edgecv.export.rewrite import PolyErfGELU, for_export
     from edgecv.models import create_model
 
     x = torch.linspace(-12, 12, 100001)
     assert (PolyErfGELU()(x) - torch.nn.GELU()(x)).abs().max() < 2e-6
-    for name in ("convnext_tiny", "bn_inception"):
+    for name in ("convnext_tiny", "bn_inception", "shufflenet_v1_g2"):
         torch.manual_seed(0)
         m = create_model(name).eval()
         r = for_export(m, fmt="tflite")
         kinds = {type(mod).__name__ for mod in r.modules()}
         assert not {"CNBlock", "LayerNorm", "GELU"} & kinds
         assert not any(isinstance(mod, torch.nn.AvgPool2d) and mod.padding for mod in r.modules())
+        assert not any(isinstance(mod, torch.nn.Conv2d) and 1 < mod.groups < mod.in_channels
+                       and mod.kernel_size == (1, 1) for mod in r.modules())
         xi = torch.randn(2, 3, 64, 64)
         with torch.no_grad():
             ref, got = m(xi), r(xi)

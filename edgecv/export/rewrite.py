@@ -19,9 +19,9 @@ ADD(+RELU6), MUL, MUL, all delegated (1 partition; 96x96 MobileNetV3-Small int8 
 on one core).
 
 Also TFLite only, found by scripts/export_matrix.py: average pooling over padding
-(:class:`ConvAvgPool`), ConvNeXt's permuted LayerNorm block (:class:`ConvCNBlock`,
-:class:`DecomposedLayerNorm`) and exact GELU (:class:`PolyErfGELU`); each class says what
-onnx2tf or the converter did with the original.
+(:class:`ConvAvgPool`), grouped 1x1 convs (:class:`SplitGroupConv`), ConvNeXt's permuted
+LayerNorm block (:class:`ConvCNBlock`, :class:`DecomposedLayerNorm`) and exact GELU
+(:class:`PolyErfGELU`); each class says what onnx2tf or the converter did with the original.
 """
 from __future__ import annotations
 
@@ -185,6 +185,29 @@ class PolyErfGELU(nn.Module):
         return 0.5 * (x + torch.abs(x) * erf_abs)
 
 
+class SplitGroupConv(nn.Module):
+    """A grouped 1x1 conv (ShuffleNet v1) as split -> one conv per group -> concat, for TFLite only.
+
+    onnx2tf builds ShuffleNet v1 g2/g4's grouped pointwise convs on small maps as a wrongly shaped
+    tensor ([1, 2, 2, 20000] for 200 -> 100 channels, groups 2) and then cannot add the bias;
+    per-group convs are plain CONV_2D ops. Same weights, same function."""
+
+    def __init__(self, m: nn.Conv2d) -> None:
+        super().__init__()
+        g, cin, cout = m.groups, m.in_channels // m.groups, m.out_channels // m.groups
+        self.split = cin
+        self.convs = nn.ModuleList(nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation,
+                                             bias=m.bias is not None) for _ in range(g))
+        with torch.no_grad():
+            for i, conv in enumerate(self.convs):
+                conv.weight.copy_(m.weight[i * cout:(i + 1) * cout])
+                if m.bias is not None:
+                    conv.bias.copy_(m.bias[i * cout:(i + 1) * cout])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([conv(part) for conv, part in zip(self.convs, torch.split(x, self.split, dim=1))], dim=1)
+
+
 class Relu6Hardswish(nn.Module):
     """hard-swish as ``(x / 6) * relu6(x + 3)``: not fused into HARD_SWISH (see the module doc)."""
 
@@ -224,7 +247,10 @@ def for_export(model: nn.Module, *, fmt: str = "onnx", precision: str = "fp32") 
             swaps[nn.AvgPool2d] = ConvAvgPool
         if precision == "int8":
             swaps[nn.Hardswish] = Relu6Hardswish
-    hits = lambda m: type(m) in swaps and (type(m) is not nn.AvgPool2d or _pads(m))  # noqa: E731
+    if fmt == "tflite" and any(_grouped_pointwise(m) for m in model.modules()):
+        swaps[nn.Conv2d] = SplitGroupConv
+    hits = lambda m: type(m) in swaps and (type(m) is not nn.AvgPool2d or _pads(m)) \
+        and (type(m) is not nn.Conv2d or _grouped_pointwise(m))  # noqa: E731
     if not any(hits(m) for m in model.modules()):
         return model
     model = copy.deepcopy(model)
@@ -240,3 +266,8 @@ def _pads(m: nn.AvgPool2d) -> bool:
     """Average pooling that looks past the input: padding or ceil_mode (see ConvAvgPool)."""
     p = m.padding if isinstance(m.padding, (tuple, list)) else (m.padding,)
     return any(v for v in p) or bool(m.ceil_mode)
+
+
+def _grouped_pointwise(m: nn.Module) -> bool:
+    """A 1x1 conv with groups that is not depthwise (see SplitGroupConv)."""
+    return type(m) is nn.Conv2d and 1 < m.groups < m.in_channels and tuple(m.kernel_size) == (1, 1)
