@@ -26,6 +26,7 @@ LayerNorm block (:class:`ConvCNBlock`, :class:`DecomposedLayerNorm`) and exact G
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -228,37 +229,51 @@ class Relu6Hardsigmoid(nn.Module):
         return F.relu6(x + 3.0) * (1.0 / 6.0)
 
 
+Rule = tuple[Callable[[nn.Module], bool], Callable[[nn.Module], nn.Module]]  # (which instances, replacement)
+
+
+def _rules(fmt: str, precision: str) -> dict[type, Rule]:
+    """module type -> (which instances to rewrite, replacement) for this format and precision."""
+    from edgecv.models.convnext import CNBlock, LayerNorm2d
+    from edgecv.models.resnet_cifar import PadShortcut
+
+    every = lambda m: True  # noqa: E731
+    rules = {PadShortcut: (every, PoolPadShortcut), nn.AdaptiveAvgPool2d: (every, MatmulAdaptiveAvgPool)}
+    if fmt == "tflite":
+        rules.update({
+            nn.Hardsigmoid: (every, Relu6Hardsigmoid),
+            nn.LayerNorm: (every, DecomposedLayerNorm), LayerNorm2d: (every, DecomposedLayerNorm),
+            CNBlock: (every, ConvCNBlock),
+            nn.GELU: (lambda m: m.approximate == "none", PolyErfGELU),
+            nn.AvgPool2d: (_pads, ConvAvgPool),
+            nn.Conv2d: (_grouped_pointwise, SplitGroupConv),
+        })
+        if precision == "int8":
+            rules[nn.Hardswish] = (every, Relu6Hardswish)
+    return rules
+
+
 def for_export(model: nn.Module, *, fmt: str = "onnx", precision: str = "fp32") -> nn.Module:
     """A copy of ``model`` with export-friendly equivalents swapped in (the input is untouched).
 
-    For ``fmt="tflite"`` hard-sigmoid, and for int8 also hard-swish, are rewritten for XNNPACK.
+    Every format: the rewrites in the first paragraph of the module doc; TFLite also the
+    XNNPACK and onnx2tf ones (hard-swish only for int8).
     """
-    from edgecv.models.resnet_cifar import PadShortcut
+    rules = _rules(fmt, precision)
 
-    swaps: dict[type, type] = {PadShortcut: PoolPadShortcut, nn.AdaptiveAvgPool2d: MatmulAdaptiveAvgPool}
-    if fmt == "tflite":
-        from edgecv.models.convnext import CNBlock, LayerNorm2d
+    def replacement(m: nn.Module) -> Callable[[nn.Module], nn.Module] | None:
+        rule = rules.get(type(m))
+        return rule[1] if rule is not None and rule[0](m) else None
 
-        swaps.update({nn.Hardsigmoid: Relu6Hardsigmoid, nn.LayerNorm: DecomposedLayerNorm,
-                      LayerNorm2d: DecomposedLayerNorm, CNBlock: ConvCNBlock})
-        if any(isinstance(m, nn.GELU) and m.approximate == "none" for m in model.modules()):
-            swaps[nn.GELU] = PolyErfGELU
-        if any(isinstance(m, nn.AvgPool2d) and _pads(m) for m in model.modules()):
-            swaps[nn.AvgPool2d] = ConvAvgPool
-        if precision == "int8":
-            swaps[nn.Hardswish] = Relu6Hardswish
-    if fmt == "tflite" and any(_grouped_pointwise(m) for m in model.modules()):
-        swaps[nn.Conv2d] = SplitGroupConv
-    hits = lambda m: type(m) in swaps and (type(m) is not nn.AvgPool2d or _pads(m)) \
-        and (type(m) is not nn.Conv2d or _grouped_pointwise(m))  # noqa: E731
-    if not any(hits(m) for m in model.modules()):
+    if not any(replacement(m) for m in model.modules()):
         return model
     model = copy.deepcopy(model)
-    while any(hits(m) for m in model.modules()):  # again: a replacement may hold swappable modules
+    while any(replacement(m) for m in model.modules()):  # again: a replacement may hold swappable modules
         for parent in list(model.modules()):
             for name, child in list(parent.named_children()):
-                if hits(child):
-                    setattr(parent, name, swaps[type(child)](child))
+                new = replacement(child)
+                if new is not None:
+                    setattr(parent, name, new(child))
     return model.eval()
 
 
