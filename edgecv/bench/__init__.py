@@ -92,6 +92,11 @@ def bench(source: str, fmt: str | None = None, *, precision: str | None = None, 
     if transport != "local" and fmt != "tflite":
         raise UserError(f"device {device} runs TFLite files (benchmark_model / LiteRT); use --format tflite")
 
+    if transport == "adb":  # a missing or unauthorised phone fails now, not after minutes of export
+        from edgecv.bench.adb import Adb
+
+        serial = Adb(serial=serial or profile.get("serial"), port=adb_port, timeout=60).require_device()
+
     with tempfile.TemporaryDirectory(prefix="edgecv-bench-") as tmp:
         export_report = None
         path = source
