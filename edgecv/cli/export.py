@@ -22,17 +22,19 @@ from edgecv.cli._app import cli, console, emit_json, make_progress
 @click.option("--per-tensor", is_flag=True, help="int8: one weight scale per tensor (default: per output channel).")
 @click.option("--calib-images", type=int, default=None,
               help="int8/dynamic: calibration images (default 200 ImageNet samples / 300 CIFAR-10 or MNIST).")
+@click.option("--no-bias-correction", is_flag=True,
+              help="int8: skip the bias correction (biases moved so int8 outputs keep the float means per channel).")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output .onnx / .tflite file.")
 @click.option("--json", "json_out", default=None, help="Write the report as JSON to FILE ('-' = stdout).")
 def export_cmd(source: str, fmt: str, precision: str, weights: str | None, calib: str | None,
                input_size: tuple[int, int] | None, min_agreement: float, per_tensor: bool, calib_images: int | None,
-               out: str, json_out: str | None) -> None:
+               no_bias_correction: bool, out: str, json_out: str | None) -> None:
     """Export SOURCE (a model name, checkpoint or .edc file) and check it against PyTorch in its runtime."""
     from edgecv.export import export
 
     rep = export(source, fmt, out=out, precision=precision, input_size=tuple(input_size) if input_size else None,
                  weights=weights, calib=calib, min_agreement=min_agreement, per_channel=not per_tensor,
-                 calib_images=calib_images, progress=make_progress())
+                 calib_images=calib_images, bias_correction=not no_bias_correction, progress=make_progress())
     p = rep["parity"]
     t = Table(title=f"{rep['model']} -> {rep['file']}")
     for col in ("format", "precision", "input", "bytes", "max |Δ|", "rel", "agreement", "top-1 float/export", "s"):
@@ -43,6 +45,10 @@ def export_cmd(source: str, fmt: str, precision: str, weights: str | None, calib
               f"{rep['bytes']:,}", f"{p['max_abs']:.3g}", f"{p['rel']:.2e}", agree, top1, f"{rep['seconds']:.1f}")
     console.print(t)
     console.print(f"[green]parity passed:[/green] {p['check']}")
+    bc = (rep.get("calibration") or {}).get("bias_correction")
+    if bc:
+        console.print(f"bias correction: {bc['layers']} layers on {bc['images']} calibration images "
+                      f"(largest mean shift corrected: {bc['max_rel_shift']:.3f} std)")
     from edgecv.bench.litert_runner import delegation_note
 
     note = delegation_note(rep.get("delegation"))

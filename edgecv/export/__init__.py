@@ -102,12 +102,15 @@ def _metadata(src, precision: str, layout: str, data) -> dict[str, Any]:
 def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, precision: str = "fp32",
            input_size: tuple[int, int] | None = None, weights: str | None = None, calib: str | None = None,
            min_agreement: float = 95.0, per_channel: bool = True, calib_images: int | None = None,
-           progress: Progress | None = None) -> dict[str, Any]:
+           bias_correction: bool = True, progress: Progress | None = None) -> dict[str, Any]:
     """Export ``source`` (model name | checkpoint | .edc) to ``out`` and check it against PyTorch.
 
     ``per_channel`` (int8 weights: one scale per output channel, else per tensor) and
     ``calib_images`` (how many calibration images; default 200 of the ImageNet samples, 300
-    CIFAR-10/MNIST train images) tune the int8 calibration.
+    CIFAR-10/MNIST train images) tune the int8 calibration; ``bias_correction`` (int8) moves the
+    biases of the exported copy so that its simulated int8 outputs keep the float model's mean
+    per channel (:mod:`edgecv.export.bias_correction`; the check still compares with the
+    uncorrected model).
 
     Returns the report: file, format, precision, bytes, input_shape (as in the file), parity
     (fp32/fp16: max_abs, rel; int8/dynamic: agreement_pct, n_images), seconds, and more.
@@ -146,6 +149,7 @@ def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, preci
         src.num_classes = int(src.model(example_input(src)).shape[-1])
     md = _metadata(src, precision, spec.layout, data)
     timings: dict[str, float] = {}
+    bc_report = None
     with tempfile.TemporaryDirectory(prefix="edgecv-export-") as tmp:
         tmp_p = Path(tmp)
         t = time.perf_counter()
@@ -153,8 +157,12 @@ def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, preci
 
         from edgecv.export.rewrite import for_export
 
-        onnx_fp32 = ox.export_fp32(for_export(src.model, fmt=spec.name, precision=precision), tmp_p / "model.onnx",
-                                   src.input_size, {**md, "precision": "fp32"})
+        to_file = for_export(src.model, fmt=spec.name, precision=precision)
+        if precision == "int8" and bias_correction:
+            from edgecv.export.bias_correction import correct_biases
+
+            to_file, bc_report = correct_biases(to_file, data.calib, per_channel=per_channel)
+        onnx_fp32 = ox.export_fp32(to_file, tmp_p / "model.onnx", src.input_size, {**md, "precision": "fp32"})
         if spec.name == "onnx" and precision == "fp32":
             ox.set_metadata(onnx_fp32, md)
         timings["onnx"] = time.perf_counter() - t
@@ -212,8 +220,8 @@ def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, preci
         "bytes": out.stat().st_size, "input_shape": [1, c, h, w] if spec.layout == "NCHW" else [1, h, w, c],
         "input_layout": spec.layout, "mean": list(src.mean), "std": list(src.std), "num_classes": src.num_classes,
         "trained_weights": src.trained, "bn_recalibrated_layers": bn_recalibrated,
-        "calibration": ({"data": data.name, "n_images": int(len(data.calib)), "per_channel": per_channel}
-                        if quantized else None),
+        "calibration": ({"data": data.name, "n_images": int(len(data.calib)), "per_channel": per_channel,
+                         "bias_correction": bc_report} if quantized else None),
         "parity": par, "delegation": deleg, "metadata": {k: v for k, v in md.items() if k != "labels"},
         "timings_s": timings, "seconds": time.perf_counter() - t0,
     }

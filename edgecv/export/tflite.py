@@ -4,7 +4,7 @@ Why onnx2tf and not litert-torch (measured in /work/shared/stack.md on MobileNet
 core): onnx2tf's full-integer int8 file ran in 1.71 ms against 2.13 ms for litert-torch's PT2E
 graph (which carried extra transposes), and litert-torch pulls ~900 MB (jax, transformers) and
 downgrades typing-extensions. onnx2tf turns the NCHW ONNX graph into an NHWC Keras model; the
-TFLite conversion below mirrors onnx2tf's own (from_keras_model, builtin ops) but converts only
+TFLite conversion below mirrors onnx2tf's own (builtin ops) but converts only
 the one precision asked for: onnx2tf's int8 path would run four calibrated conversions
 (~3.4 min for EfficientNet-Lite0 on 2 cores, stack.md).
 
@@ -174,11 +174,12 @@ def convert(onnx_path: str | os.PathLike, out: str | os.PathLike, precision: str
     import tensorflow as tf
 
     model = keras_from_onnx(onnx_path, workdir)
-    try:
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    except Exception:  # as onnx2tf does: fall back to the concrete function
-        fn = tf.function(lambda *xs: model(xs), input_signature=[tf.TensorSpec(t.shape, t.dtype) for t in model.inputs])
-        conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
+    # From the traced function, not from_keras_model: onnx2tf's layers hold their constants in
+    # their Keras config, and from_keras_model (or passing the model as trackable object) first
+    # serialises that config to JSON: 150 s for one 4096x4096 FC layer against 6 s this way
+    # (VGG's 124M FC weights ran for over 18 min).
+    fn = tf.function(lambda *xs: model(xs), input_signature=[tf.TensorSpec(t.shape, t.dtype) for t in model.inputs])
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()])
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Flex ops: they need TF at runtime
     if precision != "fp32":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
