@@ -59,6 +59,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--out", default=str(REPO / "docs" / "int8_calibration.md"))
+    ap.add_argument("--jsonl", default=None, help="append each row here and skip the variants already in it (resume)")
     a = ap.parse_args()
     import torch
 
@@ -67,50 +68,57 @@ def main() -> int:
     from edgecv.export.calib import load_real
     from edgecv.export.source import reference, resolve_source
 
+    jsonl = Path(a.jsonl) if a.jsonl else None
+    done = {}
+    if jsonl is not None and jsonl.exists():  # resume: variants already measured are kept
+        for line in jsonl.read_text().splitlines():
+            r = json.loads(line)
+            done[r["key"]] = r
     rows = []
     for name in a.models.split(","):
         w, data, held = MODELS[name]
         w = weights_path(w)
+        n_cal = 200 if data == "imagenet-samples" else 300
+        keys = [f"{name}|tflite|{pc}|{n}|{bc}" for pc, n, bc in TFLITE] + \
+            [f"{name}|onnx|{m}|{n_cal}|False" for m in ONNX_METHODS] + [f"{name}|onnx|minmax|{n_cal}|True"]
+        if all(k in done for k in keys):
+            rows += [done[k] for k in keys]
+            continue
         src = resolve_source(name, weights=w)
         common = load_real(src, data, n_calib=held, n_eval=2000)  # eval images no variant calibrates on
         x, y = common.eval, common.eval_labels
         ref = reference(src.model, torch.from_numpy(x)).numpy()
+        calib = load_real(src, data, n_calib=n_cal, n_eval=1).calib
         with tempfile.TemporaryDirectory(prefix="edgecv-calib-") as tmp:
-            for per_channel, n, bc in TFLITE:
-                t0 = time.perf_counter()
-                out = Path(tmp) / f"{name}_{per_channel}_{n}_{bc}.tflite"
-                rep = export(name, "tflite", out=out, precision="int8", weights=w, calib=data, min_agreement=0.0,
-                             per_channel=per_channel, calib_images=n, bias_correction=bc)
-                r = {"model": name, "format": "tflite", "weights": "per-channel" if per_channel else "per-tensor",
-                     "calibration": f"min/max, {rep['calibration']['n_images']} images" + (" + bias correction" if bc else ""),
-                     "bytes": rep["bytes"],
-                     **agreement(ref, runner(out, 2)(x), y), "n_check": int(len(x)),
-                     "seconds": round(time.perf_counter() - t0, 1)}
-                rows.append(r)
-                print(json.dumps(r), flush=True)
             fp32 = Path(tmp) / f"{name}.onnx"
-            export(name, "onnx", out=fp32, weights=w)
-            calib = load_real(src, data, n_calib=200 if data == "imagenet-samples" else 300, n_eval=1).calib
-            for method in ONNX_METHODS:
+            for key in keys:
+                if key in done:
+                    rows.append(done[key])
+                    continue
+                _, fmt, how, n, bc = key.split("|")
+                n, bc = int(n), bc == "True"
                 t0 = time.perf_counter()
-                out = Path(tmp) / f"{name}_{method}.onnx"
-                ox.quantize_int8(fp32, out, calib, per_channel=True, method=method)
-                r = {"model": name, "format": "onnx", "weights": "per-channel",
-                     "calibration": f"{method}, {len(calib)} images", "bytes": out.stat().st_size,
+                out = Path(tmp) / f"{name}_{how}_{n}_{bc}.{fmt}"
+                if fmt == "onnx" and not bc:  # onnxruntime's calibration methods, on the same fp32 file
+                    if not fp32.exists():
+                        export(name, "onnx", out=fp32, weights=w)
+                    ox.quantize_int8(fp32, out, calib, per_channel=True, method=how)
+                    weights, label = "per-channel", f"{how}, {len(calib)} images"
+                else:
+                    per_channel = how != "False"
+                    rep = export(name, fmt, out=out, precision="int8", weights=w, calib=data, min_agreement=0.0,
+                                 per_channel=per_channel, calib_images=n, bias_correction=bc)
+                    weights = "per-channel" if per_channel else "per-tensor"
+                    label = f"{'min/max' if fmt == 'tflite' else 'minmax'}, {rep['calibration']['n_images']} images"
+                r = {"key": key, "model": name, "format": fmt, "weights": weights,
+                     "calibration": label + (" + bias correction" if bc else ""), "bytes": out.stat().st_size,
                      **agreement(ref, runner(out, 2)(x), y), "n_check": int(len(x)),
                      "seconds": round(time.perf_counter() - t0, 1)}
                 rows.append(r)
                 print(json.dumps(r), flush=True)
-            t0 = time.perf_counter()
-            out = Path(tmp) / f"{name}_bc.onnx"
-            n_cal = 200 if data == "imagenet-samples" else 300
-            rep = export(name, "onnx", out=out, precision="int8", weights=w, calib=data, min_agreement=0.0,
-                         calib_images=n_cal)
-            r = {"model": name, "format": "onnx", "weights": "per-channel",
-                 "calibration": f"minmax, {rep['calibration']['n_images']} images + bias correction", "bytes": rep["bytes"],
-                 **agreement(ref, runner(out, 2)(x), y), "n_check": int(len(x)), "seconds": round(time.perf_counter() - t0, 1)}
-            rows.append(r)
-            print(json.dumps(r), flush=True)
+                if jsonl is not None:
+                    with jsonl.open("a") as f:
+                        f.write(json.dumps(r) + "\n")
     lines = ["# int8 calibration: what raises agreement with the float model", "",
              f"Generated by `benchmarks/int8_calibration.py` on {time.strftime('%Y-%m-%d')}. Every variant of a "
              "model is scored on the same real images, none of which any variant calibrated on "

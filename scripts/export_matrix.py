@@ -6,6 +6,8 @@
 Each row is one `edgecv.export.export` call (which checks fp32 parity against PyTorch itself) plus
 a single-thread latency of the file in its runtime (median of 20 after 5 warm-ups). Rows are
 appended to a JSON-lines file as they finish, so an interrupted run resumes where it stopped.
+Each model runs in its own child process: TensorFlow keeps memory from conversion to conversion,
+and one process running the whole zoo grew past 24 GB and was killed at VGG-19-BN.
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="small,default", help="small and/or default")
     ap.add_argument("--jsonl", default=str(REPO / "docs" / "export_matrix.jsonl"))
     ap.add_argument("--out", default=str(REPO / "docs" / "export_matrix.md"))
+    ap.add_argument("--in-process", action="store_true", help="run the rows here, not one child process per model")
     args = ap.parse_args()
 
     from edgecv.export import export
@@ -63,6 +66,25 @@ def main() -> int:
             done[(r["model"], r["format"], r["size"])] = r
     names = sorted({n for pat in args.models.split(",") for n in list_models(pat)})
     planned = 4 * len(list_models("*"))
+    if not args.in_process:
+        import subprocess
+
+        for name in names:
+            spec = get_spec(name)
+            sizes = [spec.small_input if k == "small" else spec.input_size for k in args.sizes.split(",")]
+            if all((name, fmt, f"{s[1]}x{s[2]}") in done for s in sizes for fmt in args.formats.split(",")):
+                continue
+            code = subprocess.call([sys.executable, __file__, "--in-process", "--models", name, "--formats",
+                                    args.formats, "--sizes", args.sizes, "--jsonl", args.jsonl, "--out", args.out])
+            if code != 0:
+                print(f"{name}: worker exited with {code} (negative: killed by signal); its missing rows stay "
+                      "to run", file=sys.stderr, flush=True)
+        done = {}
+        for line in jsonl.read_text().splitlines() if jsonl.exists() else []:
+            r = json.loads(line)
+            done[(r["model"], r["format"], r["size"])] = r
+        write_table(list(done.values()), Path(args.out), planned=planned)
+        return 0
     for name in names:
         spec = get_spec(name)
         for size_kind in args.sizes.split(","):
