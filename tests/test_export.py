@@ -149,6 +149,7 @@ def test_compressed_edc_exports_its_decoded_weights(tmp_path, shared):
     (["--format", "onnx", "--precision", "fp16"], "onnx does not support --precision fp16"),
     (["--format", "tflite", "--calib", "cifar10"], "--calib applies to tflite dynamic/int8 only"),
     (["--format", "onnx", "--precision", "int8", "--min-agreement", "120"], "--min-agreement"),
+    (["--format", "tflite", "--precision", "fp16", "--no-bias-correction"], "--no-bias-correction applies to int8"),
 ])
 def test_unsupported_combinations_rejected_up_front(capsys, tmp_path, args, msg):
     out = tmp_path / ("x.onnx" if "onnx" in args else "x.tflite")
@@ -342,3 +343,18 @@ def test_tflite_rewrites_keep_convnext_bninception_shufflenet_the_same_function(
         with torch.no_grad():
             ref, got = m(xi), r(xi)
         assert (got - ref).abs().max() <= 1e-5 * (ref.max() - ref.min())
+
+
+@needs_shared
+def test_bias_correction_is_on_for_int8_and_can_be_turned_off(tmp_path, capsys):
+    w = Path(__file__).resolve().parents[1] / "weights" / "lenet5-mnist.safetensors"
+    reports = {}
+    for flag in ([], ["--no-bias-correction"]):
+        out, js = tmp_path / f"l{len(flag)}.onnx", tmp_path / f"l{len(flag)}.json"
+        code, stdout, err = run(capsys, "export", "lenet5", "--weights", w, "--format", "onnx", "--precision", "int8",
+                                *flag, "-o", out, "--json", js)
+        assert code == 0, err
+        reports[bool(flag)] = json.loads(js.read_text())
+        assert ("bias correction:" in stdout) == (not flag)
+    assert reports[False]["calibration"]["bias_correction"]["layers"] == 5  # 2 convs + 3 linears, no BN
+    assert reports[True]["calibration"]["bias_correction"] is None

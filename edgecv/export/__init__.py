@@ -57,7 +57,7 @@ FORMATS.add("tflite", FormatSpec("tflite", ".tflite", ("fp32", "fp16", "dynamic"
 
 
 def check_options(fmt: str, precision: str, *, calib: str | None = None, out: str | os.PathLike | None = None,
-                  min_agreement: float = 95.0) -> FormatSpec:
+                  min_agreement: float = 95.0, bias_correction: bool = True) -> FormatSpec:
     """Reject unsupported combinations up front (before any model is built)."""
     spec = FORMATS.get(fmt)
     if precision not in spec.precisions:
@@ -66,6 +66,8 @@ def check_options(fmt: str, precision: str, *, calib: str | None = None, out: st
     if calib is not None and precision not in spec.calib_precisions:
         raise UserError(f"--calib applies to {spec.name} {'/'.join(spec.calib_precisions)} only "
                         f"(real images to calibrate and check agreement); drop it for {precision}")
+    if not bias_correction and precision != "int8":
+        raise UserError(f"--no-bias-correction applies to int8 exports only (this is {precision}); drop it")
     if not 0.0 <= min_agreement <= 100.0:
         raise UserError(f"--min-agreement is a percentage between 0 and 100, got {min_agreement}")
     if out is not None and Path(out).suffix != spec.suffix:
@@ -126,7 +128,8 @@ def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, preci
 
     t0 = time.perf_counter()
     progress = progress or NullProgress()
-    spec = check_options(fmt, precision, calib=calib, out=out, min_agreement=min_agreement)
+    spec = check_options(fmt, precision, calib=calib, out=out, min_agreement=min_agreement,
+                         bias_correction=bias_correction)
     out = Path(out)
     for p in (source, weights):
         if p is not None and Path(p).exists() and Path(p).resolve() == out.resolve():
