@@ -44,6 +44,15 @@ def latency_ms(path: Path, shape: list[int], layout: str, n: int = 20) -> float:
     return 1e3 * statistics.median(ts)
 
 
+def load_rows(jsonl: Path) -> dict[tuple[str, str, str], dict]:
+    """Rows already run, by (model, format, size); the last line of a key wins."""
+    rows = {}
+    for line in jsonl.read_text().splitlines() if jsonl.exists() else []:
+        r = json.loads(line)
+        rows[(r["model"], r["format"], r["size"])] = r
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="*", help="comma-separated fnmatch patterns of model names")
@@ -59,11 +68,7 @@ def main() -> int:
 
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core; benchmarks/ pin the last
     jsonl = Path(args.jsonl)
-    done = {}
-    if jsonl.exists():
-        for line in jsonl.read_text().splitlines():
-            r = json.loads(line)
-            done[(r["model"], r["format"], r["size"])] = r
+    done = load_rows(jsonl)
     names = sorted({n for pat in args.models.split(",") for n in list_models(pat)})
     # 2 formats x the distinct sizes (CIFAR/MNIST models' small size is their default size)
     planned = sum(2 * len({tuple(get_spec(n).small_input), tuple(get_spec(n).input_size)}) for n in list_models("*"))
@@ -80,10 +85,7 @@ def main() -> int:
             if code != 0:
                 print(f"{name}: worker exited with {code} (negative: killed by signal); its missing rows stay "
                       "to run", file=sys.stderr, flush=True)
-        done = {}
-        for line in jsonl.read_text().splitlines() if jsonl.exists() else []:
-            r = json.loads(line)
-            done[(r["model"], r["format"], r["size"])] = r
+        done = load_rows(jsonl)
         write_table(list(done.values()), Path(args.out), planned=planned)
         return 0
     for name in names:

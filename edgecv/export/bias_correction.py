@@ -47,6 +47,7 @@ class Graph:
     folded: dict[str, str]  # conv/linear -> the BatchNorm that consumes its output (folded by converters)
     fused: set[str]  # modules whose output goes straight into a ReLU/ReLU6 (no requantization there)
     targets: list[str]  # where corrections go: BNs and the convs/linears without a BN after them
+    max_output_bytes: int  # largest leaf output of the traced batch, per image (float32)
 
 
 def _leaves(model: nn.Module) -> dict[str, nn.Module]:
@@ -95,7 +96,8 @@ def trace(model: nn.Module, x: torch.Tensor) -> Graph:
             fused.add(name)
     targets = [n for n in order if isinstance(leaves[n], NORMS) and getattr(leaves[n], "affine", False)
                or isinstance(leaves[n], WEIGHTED) and n not in folded]
-    return Graph(order, folded, fused, targets)
+    biggest = max((t.numel() * 4 // max(len(x), 1) for t in keep), default=0)
+    return Graph(order, folded, fused, targets, biggest)
 
 
 def _fake_quant_weight(w: torch.Tensor, per_channel: bool) -> torch.Tensor:
@@ -188,9 +190,10 @@ def _hook_first(module: nn.Module, fn) -> None:
     module._forward_hooks.move_to_end(handle.id, last=False)
 
 
-def _setup(model: nn.Module, images: np.ndarray, per_channel: bool, batch: int, reference: nn.Module | None = None):
+def _setup(model: nn.Module, images: np.ndarray, per_channel: bool, batch: int, reference: nn.Module | None = None,
+           g: Graph | None = None):
     """Graph, float means/stds at the targets (of ``reference`` when given) and the int8 simulator."""
-    g = trace(model, torch.from_numpy(images[:2]))
+    g = g or trace(model, torch.from_numpy(images[:2]))
     leaves = _leaves(model)
     quant_points = [n for n in g.order if n not in g.folded and n not in g.fused
                     and not isinstance(leaves[n], SHAPE_ONLY)]
@@ -227,21 +230,6 @@ def mean_shift(model: nn.Module, images: np.ndarray, *, reference: nn.Module | N
     return {n: float(((acc[n] / count[n] - mean[n]).abs() / std[n]).max()) for n in g.targets}
 
 
-def activation_bytes(model: nn.Module, image: np.ndarray) -> int:
-    """Bytes of the largest leaf-module output for one image (float32)."""
-    biggest = [0]
-    hooks = [m.register_forward_hook(lambda m, i, o: biggest.__setitem__(0, max(biggest[0], o.numel() * 4))
-                                     if isinstance(o, torch.Tensor) else None)
-             for m in _leaves(model).values()]
-    try:
-        with torch.no_grad():
-            model(torch.from_numpy(image[None]))
-    finally:
-        for hk in hooks:
-            hk.remove()
-    return biggest[0]
-
-
 def correct_biases(model: nn.Module, images: np.ndarray, *, per_channel: bool = True, batch: int = 25,
                    memory_bytes: int = 4 << 30) -> tuple[nn.Module, dict]:
     """A copy of ``model`` whose biases cancel the int8 mean shifts measured on ``images``.
@@ -253,12 +241,13 @@ def correct_biases(model: nn.Module, images: np.ndarray, *, per_channel: bool = 
     (layers, images, the largest mean shift corrected relative to the float std).
     """
     model = copy.deepcopy(model).eval()
-    per_image = 6 * activation_bytes(model, images[0])  # a few full-size tensors alive at once
+    g = trace(model, torch.from_numpy(images[:2]))
+    per_image = 6 * g.max_output_bytes  # a few full-size tensors alive at once
     n = max(1, min(len(images), memory_bytes // max(per_image, 1)))
     if n < len(images):
         log.info("bias correction on %d of %d images (activation memory)", n, len(images))
         images = images[np.linspace(0, len(images) - 1, n).round().astype(int)]
-    g, mean, std, sim = _setup(model, images, per_channel, batch)
+    g, mean, std, sim = _setup(model, images, per_channel, batch, g=g)
     if not g.targets:
         return model, {"layers": 0, "images": int(len(images)), "max_rel_shift": 0.0}
     sl = _leaves(sim)
