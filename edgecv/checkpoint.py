@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,28 +20,38 @@ from edgecv.errors import UserError
 log = logging.getLogger(__name__)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename tmp -> ``path``; nothing half-written on failure."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, nbytes: int | None = None,
+                 at_least: bool = False) -> Path:
+    """Call ``write(tmp_path)`` then rename tmp -> ``path``; nothing half-written on failure.
+
+    The temp file is flock-held while written, so a run killed here leaves a ``.NAME.*.tmp`` that
+    the next write of ``path`` removes (edgecv.fsutil). A full disk or file-size limit raises a
+    one-line DiskFullError naming ``path`` and ``nbytes`` (the size to be written, when known;
+    ``at_least``: a lower bound).
+    """
+    from edgecv.errors import disk_full, disk_full_errno
+    from edgecv.fsutil import locked_temp
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with locked_temp(path) as tmp:
+            write(tmp)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
+            os.replace(tmp, path)
+    except Exception as e:  # OSError, or a library's wrapper of one (safetensors: "... (os error 27)")
+        code = disk_full_errno(e)
+        if code is None:
+            raise
+        raise disk_full(OSError(code, os.strerror(code)), path, nbytes, at_least=at_least) from None
     return path
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     text = json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), nbytes=len(text.encode()))
 
 
 def meta_path(weights: str | os.PathLike) -> Path:
@@ -65,7 +74,8 @@ def save_checkpoint(model: nn.Module | dict[str, torch.Tensor], path: str | os.P
     if isinstance(model, nn.Module) and "model" not in meta and hasattr(model, "edgecv_name"):
         meta["model"] = model.edgecv_name
     header = {k: str(v) for k, v in meta.items() if isinstance(v, (str, int, float))}
-    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=header))
+    tensor_bytes = sum(v.numel() * v.element_size() for v in state.values())  # + a small JSON header
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=header), nbytes=tensor_bytes, at_least=True)
     write_json(meta_path(path), meta)
     log.info("saved %s (%d tensors)", path, len(state))
     return path
@@ -115,11 +125,13 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load ``path`` into ``model`` strictly; mismatches raise a one-line UserError."""
+def load_weights(model: nn.Module, path: str | os.PathLike,
+                 state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """Load ``path`` (or its already-read ``state``) into ``model`` strictly; mismatches raise a
+    one-line UserError."""
     from edgecv.models import check_state_dict
 
-    state = load_state_dict(path)
+    state = dict(load_state_dict(path) if state is None else state)
     # checkpoints written before PyTorch 0.4.1 have no BN step counters; they are not weights
     for k, v in model.state_dict().items():
         if k.endswith("num_batches_tracked") and k not in state:

@@ -6,10 +6,12 @@ accuracy "after" is measured on the decoded model.
 """
 from __future__ import annotations
 
+import copy
+import importlib.resources
 import logging
 import os
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from edgecv.progress import Progress
 
 log = logging.getLogger(__name__)
 
-RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"
+RECIPE_DIR = Path(str(importlib.resources.files("edgecv") / "recipes"))  # shipped in the package (wheel too)
 GENERIC_RECIPE = "deep_compression_generic"
 EXIT_ACCURACY_DROP = 3  # distinct exit code of `edgecv compress/gate` when the drop exceeds --max-drop
 
@@ -47,51 +49,33 @@ def float32_bytes(state: dict[str, torch.Tensor]) -> int:
     return sum(4 * t.numel() for t in state.values() if t.is_floating_point())
 
 
-PRETRAINED_WORD = "pretrained"
-
-
-def _lite0(num_classes: int | None) -> nn.Module:
-    from edgecv.models.efficientnet import load_efficientnet_lite0_pretrained
-
-    if num_classes not in (None, 1000):
-        raise UserError(f"the pretrained EfficientNet-Lite0 has 1000 ImageNet classes, the data has {num_classes}")
-    return load_efficientnet_lite0_pretrained()
-
-
-# --weights pretrained: model -> (loader, create_model kwargs the weights need, input mean, input std)
-PRETRAINED: dict[str, tuple[Callable[[int | None], nn.Module], dict[str, Any], tuple[float, ...], tuple[float, ...]]] = {
-    "efficientnet_lite0": (_lite0, {"tf_same_padding": True}, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-}
-MODEL_KWARGS = {"tf_same_padding"}  # create_model options a file's meta may set (nothing else is passed on)
 
 
 def _data(spec: Any, data: str, *, calib_n: int, input_size: int | None, train_limit: int | None,
-          eval_limit: int | None, mean: tuple[float, ...] | None, std: tuple[float, ...] | None
-          ) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+          eval_limit: int | None, dargs: dict[str, Any]) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
     """(train, eval, calibration, info, notes). Calibration images never overlap the evaluation set:
     a train slice (evaluation transforms), or for a single image set (imagenet-samples) the first
     ``calib_n`` of a stratified order with the evaluation on the rest (no train set then)."""
     from edgecv.data import calibration_split
     from edgecv.workflows import data_for_model
 
+    dargs = {**dargs, "input_size": input_size or dargs.get("input_size")}
     train_ds = calib_ds = None
     notes: dict[str, Any] = {}
     try:
-        train_ds, _ = data_for_model(spec.name, data, "train", train=True, input_size=input_size, limit=train_limit,
-                                     mean=mean, std=std)
+        train_ds, _ = data_for_model(spec.name, data, "train", train=True, limit=train_limit, **dargs)
     except UserError as e:
         if "single image set" not in str(e):  # pick_split's refusal: no train split to draw from
             raise
         notes["train"] = "none: a single image set"
-    eval_ds, info = data_for_model(spec.name, data, "test", train=False, input_size=input_size, limit=eval_limit,
-                                   mean=mean, std=std)
+    eval_ds, info = data_for_model(spec.name, data, "test", train=False, limit=eval_limit, **dargs)
     if calib_n and train_ds is not None:
-        calib_ds, _ = data_for_model(spec.name, data, "train", train=False, input_size=input_size, limit=calib_n,
-                                     mean=mean, std=std)
+        calib_ds, _ = data_for_model(spec.name, data, "train", train=False, limit=calib_n, **dargs)
         notes["calibration"] = f"{len(calib_ds)} training images (stratified slice), evaluation transforms"
     elif calib_n:
         calib_ds, eval_ds, info = calibration_split(data, calib_n, input_size=info.input_shape[-1], mean=info.mean,
-                                                    std=info.std)
+                                                    std=info.std, resize=dargs.get("resize"),
+                                                    interpolation=dargs.get("interpolation", "bilinear"))
         if eval_limit is not None and eval_limit < len(eval_ds):
             eval_ds = torch.utils.data.Subset(eval_ds, range(eval_limit))
         notes["calibration"] = (f"{len(calib_ds)} images held out of the single image set; "
@@ -123,22 +107,30 @@ def _measure(model: nn.Module, ds: Any, progress: Progress | None) -> tuple[dict
     return {"top1": 100.0 * c1 / max(1, n), "top5": 100.0 * c5 / max(1, n), "n": n}, torch.cat(preds)
 
 
-def build_decoded(state: dict[str, torch.Tensor], meta: dict[str, Any], *, fake_quant: bool = True) -> nn.Module:
-    """The model a compressed file stands for: the zoo model (with the create_model options in its
-    meta), its quantizers re-inserted when the file holds a quantized model, the decoded weights
-    loaded strictly. ``fake_quant=False``: the plain float model with the integer-grid weights and
+def build_decoded(state: dict[str, torch.Tensor], meta: dict[str, Any], *, fake_quant: bool = True,
+                  model: nn.Module | None = None) -> nn.Module:
+    """The model a compressed file stands for: ``model`` (a user's module of the same architecture,
+    filled in place) or else the zoo model (with the create_model options in its meta), its
+    quantizers re-inserted when the file holds a quantized model, the decoded weights loaded
+    strictly. ``fake_quant=False``: the plain float model with the integer-grid weights and
     without activation quantizers."""
     from edgecv.compress.quantize import HOOK_PREFIX, restore_fake_quant
+    from edgecv.models import check_state_dict
+    from edgecv.workflows import model_kwargs_of
 
-    if "model" not in meta:
-        raise UserError("the compressed file names no model in its metadata; re-create it with `edgecv compress`")
-    spec = get_spec(meta["model"])
-    kwargs = {k: v for k, v in (meta.get("model_kwargs") or {}).items() if k in MODEL_KWARGS}
-    model = create_model(spec.name, num_classes=int(meta.get("num_classes", spec.num_classes)), **kwargs)
+    if model is None:
+        if "model" not in meta:
+            what = meta.get("architecture") or "a model outside the zoo"
+            raise UserError(f"the compressed file holds {what}, not a zoo model: pass the model to fill, "
+                            "edgecv.load(FILE, model=MyNet()), or its import path on the command line")
+        spec = get_spec(meta["model"])
+        kwargs = model_kwargs_of(meta, "the compressed file's metadata")
+        model = create_model(spec.name, num_classes=int(meta.get("num_classes", spec.num_classes)), **kwargs)
     if fake_quant and meta.get("quantizers"):
         model = restore_fake_quant(model, meta["quantizers"])
-    elif not fake_quant:
+    elif not fake_quant or not meta.get("quantizers"):
         state = {k: v for k, v in state.items() if not k.startswith(HOOK_PREFIX)}
+    check_state_dict(model, state, source="the compressed file")
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -159,88 +151,42 @@ def check_gate(report: dict[str, Any], max_drop: float) -> dict[str, Any]:
     return {"max_drop": max_drop, "passed": acc["drop"] <= max_drop}
 
 
-def compress(
-    model_name: str,
-    *,
-    out: str | os.PathLike,
-    recipe: str | None = None,
-    bits: int | None = None,
-    weights: str | os.PathLike | None = None,
-    data: str | None = None,
-    seed: int = 0,
-    eval_limit: int | None = None,
-    train_limit: int | None = None,
-    input_size: int | None = None,
-    progress: Progress | None = None,
-) -> dict[str, Any]:
-    """Run ``recipe`` on ``model_name`` and write the compressed file to ``out``.
+@dataclass
+class Compressed:
+    """What :func:`compress_module` made: the compressed model, the file's bytes (decoded and checked
+    bit for bit against the model), its metadata and the report (sizes, stages, accuracy)."""
 
-    ``weights``: a weights file, or ``"pretrained"`` for the models in ``PRETRAINED``. Returns the
-    report (also the content of ``--json``): model, recipe, original_bytes, compressed_bytes
-    (= file size), ratio, layers, per-stage timings, and with ``data`` the accuracy before/after
-    (top-1, top-5, drop, agreement of the top-1 predictions, n).
+    model: nn.Module
+    blob: bytes
+    meta: dict[str, Any]
+    report: dict[str, Any]
+
+
+def compress_module(model: nn.Module, rec: Any, *, meta: dict[str, Any], train_ds: Any = None, eval_ds: Any = None,
+                    calib_ds: Any = None, seed: int = 0, input_size: tuple[int, int, int] | None = None,
+                    model_name: str | None = None, teacher: nn.Module | None = None,
+                    template: nn.Module | None = None, progress: Progress | None = None) -> Compressed:
+    """Run the recipe ``rec`` on ``model`` (any ``nn.Module``; recipe targets are module-name patterns
+    and the selectors conv / fc), encode the result and check the encoding.
+
+    ``meta``: what the file records (``model`` for a zoo model, ``architecture``, preprocessing...);
+    ``input_size`` (C, H, W) for the stages that trace the model; ``teacher``: the module the recipe's
+    ``distill`` stages learn from; ``template``: an untouched copy of a user's model (the "after"
+    accuracy is measured on it filled with the decoded weights; default: a zoo model from ``meta``).
     """
-    from edgecv.checkpoint import atomic_write
     from edgecv.codec import decode_model, encode_model, inspect
-    from edgecv.compress import (
-        Context,
-        load_recipe,
-        quant_codes,
-        quantizer_meta,
-        to_layer_codes,
-    )
-    from edgecv.workflows import build, environment
+    from edgecv.compress import Context, quant_codes, quantizer_meta, to_layer_codes
 
-    if bits is not None and not 1 <= bits <= 16:
-        raise UserError(f"--bits must be between 1 and 16 (8 and 6 are the papers' settings), got {bits}")
-    out = Path(out)
-    if weights is not None and str(weights) != PRETRAINED_WORD and Path(weights).resolve() == out.resolve():
-        raise UserError(f"output {out} is the input weights file; choose another -o path")
-    spec = get_spec(model_name)
-    pre = None
-    if weights is not None and str(weights) == PRETRAINED_WORD:
-        if spec.name not in PRETRAINED:
-            raise UserError(f"no bundled pretrained weights for {spec.name} (available: {', '.join(PRETRAINED)}); "
-                            "pass --weights FILE")
-        pre = PRETRAINED[spec.name]
-    recipe_path = recipe or default_recipe(spec.name)
-    rec = load_recipe(recipe_path)
-    if bits is not None:
-        rec = rec.with_bits(bits)
-    calib_n = max((st.config.calib_size for st in rec.stages if st.name == "quantize"), default=0)
-    torch.manual_seed(seed)
     timings: dict[str, float] = {}
-    unmeasured: list[str] = []
-
-    train_ds = eval_ds = calib_ds = None
-    num_classes = None
-    notes: dict[str, Any] = {}
-    if data is not None:
-        t0 = time.perf_counter()
-        train_ds, eval_ds, calib_ds, info, notes = _data(
-            spec, data, calib_n=calib_n, input_size=input_size, train_limit=train_limit, eval_limit=eval_limit,
-            mean=pre[2] if pre else None, std=pre[3] if pre else None)
-        num_classes = info.num_classes
-        timings["load_data"] = time.perf_counter() - t0
-    else:
-        unmeasured.append("accuracy (no --data: pass --data mnist|cifar10|imagenet-samples|PATH to fine-tune and measure)")
-        if calib_n:
-            raise UserError("the recipe quantizes, which needs calibration images: pass --data")
-    if weights is None:
-        unmeasured.append("trained weights (no --weights: a randomly initialised model was compressed; "
-                          "the sizes are real, pass --weights FILE for a trained model)")
-    model = pre[0](num_classes) if pre else build(spec.name, num_classes=num_classes, weights=weights, seed=seed)
-    model_kwargs = dict(pre[1]) if pre else {}
     original = float32_bytes(model.state_dict())
-
     acc_before = preds_before = None
     if eval_ds is not None:
         t0 = time.perf_counter()
         acc_before, preds_before = _measure(model, eval_ds, progress)
         timings["eval_before"] = time.perf_counter() - t0
-
-    ctx = Context(model_name=spec.name, train_data=train_ds, eval_data=eval_ds, seed=seed,
-                  progress=progress, input_size=(spec.input_size[0], input_size, input_size) if input_size else None)
+    _attach_teacher(rec, teacher)
+    ctx = Context(model_name=model_name, train_data=train_ds, eval_data=eval_ds, seed=seed, progress=progress,
+                  input_size=input_size)
     ctx.calib_data = calib_ds  # type: ignore[attr-defined]  # read by the quantize stage
     t0 = time.perf_counter()
     model = rec.run(model, ctx)
@@ -248,13 +194,7 @@ def compress(
     timings.update({f"stage.{k}": v for k, v in ctx.timings.items()})
 
     t0 = time.perf_counter()
-    meta = {"model": spec.name, "recipe": Path(recipe_path).stem if Path(recipe_path).exists() else "inline",
-            "bits": bits, "seed": seed, "num_classes": int(num_classes or spec.num_classes),
-            "input_size": list(ctx.resolved_input_size() or spec.input_size), "edgecv": "0.1.0"}
-    if data is not None:
-        meta.update({"mean": list(info.mean), "std": list(info.std), "data": str(data)})
-    if model_kwargs:
-        meta["model_kwargs"] = model_kwargs
+    meta = dict(meta)
     qmeta = quantizer_meta(model)
     if qmeta:
         meta["quantizers"] = qmeta
@@ -277,27 +217,20 @@ def compress(
     if bad or set(decoded) != set(state):
         raise RuntimeError(f"decoded weights differ from the compressed model: {bad[:3]}")
     timings["decode_verify"] = time.perf_counter() - t0
-    atomic_write(out, lambda tmp: Path(tmp).write_bytes(blob))
     table = inspect(blob)
 
     acc_after = preds_after = None
     if eval_ds is not None:
         t0 = time.perf_counter()
-        fresh = build_decoded(decoded, meta)
+        fresh = build_decoded(decoded, meta, model=copy.deepcopy(template) if template is not None else None)
         acc_after, preds_after = _measure(fresh, eval_ds, progress)
         timings["eval_after"] = time.perf_counter() - t0
 
-    size = out.stat().st_size
     report: dict[str, Any] = {
-        "model": spec.name, "recipe": meta["recipe"], "recipe_path": str(recipe_path), "bits": bits,
-        "weights": str(weights) if weights else None, "data": data, "file": str(out),
-        "original_bytes": original, "compressed_bytes": size, "ratio": original / size,
+        "original_bytes": original, "compressed_bytes": len(blob), "ratio": original / len(blob),
         "header_bytes": table["totals"].get("header_bytes"), "layers": table["rows"], "totals": table["totals"],
-        "stages": ctx.report, "timings_s": timings, "unmeasured": unmeasured, "seed": seed, "env": environment(),
-        "file_holds": _file_holds(codes, qmeta),
+        "stages": ctx.report, "timings_s": timings, "file_holds": _file_holds(codes, qmeta),
     }
-    if notes:
-        report["data_notes"] = notes
     if acc_before is not None and acc_after is not None:
         report["accuracy"] = {"before": acc_before["top1"], "after": acc_after["top1"],
                               "drop": acc_before["top1"] - acc_after["top1"],
@@ -305,6 +238,128 @@ def compress(
                               "top5_drop": acc_before["top5"] - acc_after["top5"],
                               "agreement": 100.0 * float((preds_before == preds_after).float().mean()),
                               "n": acc_after["n"]}
+    return Compressed(model, blob, meta, report)
+
+
+def _attach_teacher(rec: Any, teacher: nn.Module | None) -> None:
+    """Give ``teacher`` to the recipe's distill stages; a distill stage without any teacher is refused."""
+    distills = [st for st in rec.stages if st.name == "distill"]
+    if teacher is not None and not distills:
+        raise UserError("a teacher was given but the recipe has no distill stage; add `- distill: {epochs: 1}` "
+                        "to the recipe or drop the teacher")
+    for st in distills:
+        if teacher is not None:
+            st.teacher_model = teacher
+        elif st.teacher_model is None and not st.config.teacher:
+            where = f"{st.origin.at()}: " if st.origin else ""
+            raise UserError(f"{where}distill has no teacher: name a zoo model (`teacher: resnet56`, "
+                            "`teacher_weights: FILE`) or pass teacher= to edgecv.compress")
+
+
+def compress(
+    model_name: str,
+    *,
+    out: str | os.PathLike,
+    recipe: str | None = None,
+    bits: int | None = None,
+    weights: str | os.PathLike | None = None,
+    data: str | None = None,
+    seed: int = 0,
+    eval_limit: int | None = None,
+    train_limit: int | None = None,
+    input_size: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run ``recipe`` on ``model_name`` and write the compressed file to ``out``.
+
+    ``model_name``: a zoo name, or a user's model by import path (``mypkg.nets:build_net``, see
+    :func:`edgecv.compress`). ``weights``: a weights file, or a tag of :mod:`edgecv.pretrained`
+    (``imagenet``, ``pretrained``). Returns the report (also the content of ``--json``): model, recipe,
+    original_bytes, compressed_bytes (= file size), ratio, layers, per-stage timings, and with ``data``
+    the accuracy before/after (top-1, top-5, drop, agreement of the top-1 predictions, n).
+    """
+    from edgecv.checkpoint import atomic_write
+    from edgecv.compress import load_recipe
+    from edgecv.pretrained import is_tag
+    from edgecv.usermodel import is_import_path
+    from edgecv.workflows import data_args, environment, resolve_weights, weights_cfg
+
+    if bits is not None and not 1 <= bits <= 16:
+        raise UserError(f"--bits must be between 1 and 16 (8 and 6 are the papers' settings), got {bits}")
+    out = Path(out)
+    if weights is not None and not is_tag(weights) and Path(weights).resolve() == out.resolve():
+        raise UserError(f"output {out} is the input weights file; choose another -o path")
+    if is_import_path(model_name):
+        from edgecv.api import compress as api_compress
+
+        res = api_compress(model_name, recipe or GENERIC_RECIPE, train=data, eval=data, weights=weights, bits=bits,
+                           seed=seed, input_size=input_size, eval_limit=eval_limit, train_limit=train_limit,
+                           progress=progress)
+        res.save(out)
+        return res.report
+    spec = get_spec(model_name)
+    wcfg = weights_cfg(spec.name, weights)  # the preprocessing and model options the weights carry
+    recipe_path = recipe or default_recipe(spec.name)
+    rec = load_recipe(recipe_path)
+    if bits is not None:
+        rec = rec.with_bits(bits)
+    _attach_teacher(rec, None)  # a distill stage without a teacher fails now, not after the other stages
+    calib_n = max((st.config.calib_size for st in rec.stages if st.name == "quantize"), default=0)
+    torch.manual_seed(seed)
+    timings: dict[str, float] = {}
+    unmeasured: list[str] = []
+
+    train_ds = eval_ds = calib_ds = None
+    num_classes = None
+    notes: dict[str, Any] = {}
+    if data is not None:
+        t0 = time.perf_counter()
+        train_ds, eval_ds, calib_ds, info, notes = _data(
+            spec, data, calib_n=calib_n, input_size=input_size, train_limit=train_limit, eval_limit=eval_limit,
+            dargs=data_args(wcfg))
+        num_classes = info.num_classes
+        timings["load_data"] = time.perf_counter() - t0
+    else:
+        unmeasured.append("accuracy (no --data: pass --data mnist|cifar10|imagenet-samples|PATH to fine-tune and measure)")
+        if calib_n:
+            raise UserError("the recipe quantizes, which needs calibration images: pass --data")
+    if weights is None:
+        unmeasured.append("trained weights (no --weights: a randomly initialised model was compressed; "
+                          "the sizes are real, pass --weights FILE for a trained model)")
+    model, wcfg = resolve_weights(spec.name, weights, num_classes=num_classes, seed=seed)
+    model_kwargs = dict(wcfg.get("model_kwargs") or {})
+    size = (spec.input_size[0], input_size, input_size) if input_size else tuple(spec.input_size)
+
+    meta = {"model": spec.name, "recipe": Path(recipe_path).stem if Path(recipe_path).exists() else "inline",
+            "bits": bits, "seed": seed, "num_classes": int(num_classes or spec.num_classes),
+            "input_size": list(size), "edgecv": "0.1.0"}
+    if data is not None:
+        meta.update({"mean": list(info.mean), "std": list(info.std), "data": str(data)})
+    elif wcfg.get("mean") and wcfg.get("std"):
+        meta.update({"mean": list(wcfg["mean"]), "std": list(wcfg["std"])})
+    for key in ("resize", "interpolation"):
+        if wcfg.get(key):
+            meta[key] = wcfg[key]
+    if "input_size" in wcfg and not input_size:
+        meta["input_size"] = list(wcfg["input_size"])
+    if wcfg.get("weights"):
+        meta["weights"] = str(wcfg["weights"])
+    if model_kwargs:
+        meta["model_kwargs"] = model_kwargs
+    res = compress_module(model, rec, meta=meta, train_ds=train_ds, eval_ds=eval_ds, calib_ds=calib_ds, seed=seed,
+                          input_size=(spec.input_size[0], input_size, input_size) if input_size else None,
+                          model_name=spec.name, progress=progress)
+    atomic_write(out, lambda tmp: Path(tmp).write_bytes(res.blob), nbytes=len(res.blob))
+    timings.update(res.report.pop("timings_s"))
+    size_b = out.stat().st_size
+    report: dict[str, Any] = {
+        "model": spec.name, "recipe": meta["recipe"], "recipe_path": str(recipe_path), "bits": bits,
+        "weights": wcfg.get("weights", str(weights) if weights else None), "data": data, "file": str(out),
+        **res.report, "compressed_bytes": size_b, "ratio": res.report["original_bytes"] / size_b,
+        "timings_s": timings, "unmeasured": unmeasured, "seed": seed, "env": environment(),
+    }
+    if notes:
+        report["data_notes"] = notes
     return report
 
 

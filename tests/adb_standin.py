@@ -36,6 +36,7 @@ class FakeDevice:
     files: dict[str, bytes] = field(default_factory=dict)
     benchmark_output: str = ""
     hang: bool = False              # benchmark_model never returns (timeout test)
+    storage_free: int | None = None  # bytes a push may still write; None = unlimited (full-storage test)
     executables: set[str] = field(default_factory=set)   # paths that exist as binaries without a push
     commands: list[str] = field(default_factory=list)    # every shell command received, in order
 
@@ -231,7 +232,13 @@ class _Handler(socketserver.BaseRequestHandler):
                 if pending is None:
                     self.request.sendall(b"FAIL" + struct.pack("<I", 7) + b"no SEND")
                     return
+                if dev.storage_free is not None and len(pending[1]) > dev.storage_free:
+                    msg = b"write failed: No space left on device"  # what adbd answers on ENOSPC
+                    self.request.sendall(b"FAIL" + struct.pack("<I", len(msg)) + msg)
+                    return
                 dev.files[pending[0]] = bytes(pending[1])
+                if dev.storage_free is not None:
+                    dev.storage_free -= len(pending[1])
                 pending = None
                 self.request.sendall(b"OKAY" + struct.pack("<I", 0))
             else:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from edgecv.bench.base import Runner
+from edgecv.bench.executorch_runner import ExecuTorchRunner
 from edgecv.bench.litert_runner import LiteRTRunner
 from edgecv.bench.ort_runner import OrtRunner
 from edgecv.bench.torch_runner import TorchRunner
@@ -26,11 +26,12 @@ RUNNERS: Registry[type[Runner]] = Registry("runner")
 RUNNERS.add("torch", TorchRunner)
 RUNNERS.add("onnxruntime", OrtRunner)
 RUNNERS.add("litert", LiteRTRunner)
+RUNNERS.add("executorch", ExecuTorchRunner)
 RUNNERS.alias("ort", "onnxruntime")
 RUNNERS.alias("tflite", "litert")
 
-FORMATS = {"torch": "torch", "onnx": "onnxruntime", "tflite": "litert"}
-_SUFFIX = {".onnx": "onnx", ".tflite": "tflite", ".safetensors": "torch"}
+FORMATS = {"torch": "torch", "onnx": "onnxruntime", "tflite": "litert", "executorch": "executorch"}
+_SUFFIX = {".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch", ".safetensors": "torch"}
 PRECISIONS = ("fp32", "fp16", "int8", "dynamic")
 RESULT_KEYS = ("init_ms", "first_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "std_ms", "peak_mem_mb")
 
@@ -89,15 +90,18 @@ def bench(source: str, fmt: str | None = None, *, precision: str | None = None, 
     transport = profile["transport"] if profile else "local"
     if threads is None:
         threads = int(profile.get("threads", 1)) if profile else 1
-    if transport != "local" and fmt != "tflite":
-        raise UserError(f"device {device} runs TFLite files (benchmark_model / LiteRT); use --format tflite")
+    if transport != "local" and fmt != "tflite" and not (fmt == "executorch" and transport == "adb"):
+        raise UserError(f"device {device} runs TFLite files (benchmark_model / LiteRT)"
+                        f"{' and .pte files (executor_runner)' if transport == 'adb' else ''}; use --format tflite")
 
     if transport == "adb":  # a missing or unauthorised phone fails now, not after minutes of export
         from edgecv.bench.adb import Adb
 
         serial = Adb(serial=serial or profile.get("serial"), port=adb_port, timeout=60).require_device()
 
-    with tempfile.TemporaryDirectory(prefix="edgecv-bench-") as tmp:
+    from edgecv.fsutil import private_tempdir
+
+    with private_tempdir("edgecv-bench-") as tmp:
         export_report = None
         path = source
         if fmt != "torch" and not _is_file(source):
@@ -111,7 +115,12 @@ def bench(source: str, fmt: str | None = None, *, precision: str | None = None, 
                                   "file_bytes": Path(path).stat().st_size if fmt != "torch" else None}
         if export_report is not None:
             common["export"] = {k: v for k, v in export_report.items() if k in ("bytes", "parity", "precision")}
-        if transport == "adb":
+        if transport == "adb" and fmt == "executorch":
+            from edgecv.bench.android_executorch import run_android_pte
+
+            res = run_android_pte(path, profile, warmup=warmup, runs=runs, threads=threads,
+                                  runner_binary=benchmark_binary, serial=serial, adb_port=adb_port, timeout=timeout)
+        elif transport == "adb":
             from edgecv.bench.android import run_android
 
             res = run_android(path, profile, warmup=warmup, runs=runs, threads=threads,
@@ -137,3 +146,8 @@ def bench(source: str, fmt: str | None = None, *, precision: str | None = None, 
     for k in RESULT_KEYS:  # same keys everywhere; None where a tool does not report it (p90/p99 on Android)
         res.setdefault(k, None)
     return {**common, **res}
+
+
+from edgecv._callable import make_callable  # noqa: E402  edgecv.bench(...) is the API function
+
+make_callable(__name__)

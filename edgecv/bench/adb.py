@@ -32,6 +32,12 @@ class AdbDevice:
 def _explain(stderr: str, serial: str | None) -> str | None:
     s = stderr.lower()
     who = f"device {serial}" if serial else "the device"
+    if "no space left on device" in s:
+        return (f"{who} has no storage space left for the push: free space on it "
+                "(adb shell df /data/local/tmp) and retry")
+    if "daemon not running" in s:  # the server went away; the client started a fresh one, which has no device
+        return ("the adb server stopped during the run (adb started a new one): check the cable and "
+                "`adb devices`, then retry")
     if "no devices/emulators found" in s or "no devices found" in s:
         return "no Android device attached: connect one with USB debugging enabled (check `adb devices`)"
     if "more than one device" in s:
@@ -82,6 +88,8 @@ class Adb:
             raise AdbError(f"cannot run {argv[0]}: {e}") from None
         if check and p.returncode != 0:
             why = _explain(p.stderr, self.serial)
+            if why is None and args and args[0] == "push":  # adb push reports its errors on stdout
+                why = _explain(p.stdout, self.serial)
             if why:
                 raise AdbError(why)
             msg = (p.stderr.strip() or p.stdout.strip() or f"exit code {p.returncode}").splitlines()[-1]

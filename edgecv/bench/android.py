@@ -63,8 +63,8 @@ def run_android(model_file: str, profile: dict[str, Any], *, warmup: int = 10, r
             if not Path(binary_local).is_file():
                 raise AdbError(f"benchmark_model binary {binary_local} not found on this machine")
             binary = posixpath.join(remote_dir, "benchmark_model")
+            pushed.append(binary)  # before the push: a push cut short can leave a partial file
             adb.push(str(binary_local), binary, timeout=300)
-            pushed.append(binary)
             adb.shell(f"chmod 755 {shlex.quote(binary)}")
         else:
             binary = profile["benchmark_binary"]
@@ -73,10 +73,12 @@ def run_android(model_file: str, profile: dict[str, Any], *, warmup: int = 10, r
                                "PATH (the android_aarch64 build of TFLite's benchmark_model) to push it, or fix "
                                f"benchmark_binary: in {profile.get('file', 'the profile')}")
         graph = posixpath.join(remote_dir, Path(model_file).name)
-        adb.push(str(model_file), graph, timeout=300)
         pushed.append(graph)
+        adb.push(str(model_file), graph, timeout=300)
         cmd = benchmark_command(binary, graph, mask, threads=threads, warmup=warmup, runs=runs)
         p = adb.shell(cmd, timeout=timeout, check=False)
+        if "daemon not running" in p.stderr or not (p.stdout.strip() or p.stderr.strip()):
+            _still_there(adb)  # a shell cut off by an unplugged phone or a dead server prints nothing
         if p.returncode == 127 or "not found" in p.stderr:
             raise AdbError(f"benchmark_model could not be started on the device ({p.stderr.strip()[:120]}); "
                            "pass --benchmark-binary PATH")
@@ -90,6 +92,19 @@ def run_android(model_file: str, profile: dict[str, Any], *, warmup: int = 10, r
     return {"runtime": "benchmark_model", "device": profile["name"], "serial": adb.serial, "threads": threads,
             "cores": facts["pinned_cores"], "taskset_mask": mask, "warmup": warmup, "runs": runs, **res,
             "device_facts": facts, "command": cmd, "versions": {"adb": _adb_version(adb)}}
+
+
+def _still_there(adb: Adb) -> None:
+    """Raise AdbError when the device (or the adb server) went away during the benchmark."""
+    p = adb.run("get-state", timeout=30, check=False)
+    if p.returncode != 0 or p.stdout.strip() != "device":
+        from edgecv.bench.adb import _explain
+
+        if p.returncode == 0 and p.stdout.strip():
+            why = f"it is {p.stdout.strip()} now"
+        else:
+            why = _explain(p.stderr, adb.serial) or (p.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise AdbError(f"device {adb.serial} went away during the benchmark ({why}); reconnect it and retry")
 
 
 def _adb_version(adb: Adb) -> str | None:

@@ -24,13 +24,15 @@ _DEFAULTS = {"adb": {"remote_dir": "/data/local/tmp/edgecv", "serial": None},
 
 
 def devices_dir(override: str | os.PathLike | None = None) -> Path:
-    """``override``, else $EDGECV_DEVICES, else the ``devices/`` folder next to the edgecv package."""
+    """``override``, else $EDGECV_DEVICES, else the profiles shipped in the package (``edgecv/devices``)."""
     if override:
         return Path(override)
     env = os.environ.get("EDGECV_DEVICES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "devices"
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("edgecv") / "devices"))
 
 
 def validate(raw: Any, where: str) -> dict[str, Any]:

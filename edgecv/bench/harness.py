@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -152,8 +153,12 @@ def measure_isolated(runner_name: str, source: str, *, timeout: float = 900, **k
             if "error" in res:
                 raise UserError(res["error"])
             return res
-    tail = (p.stderr or p.stdout).strip().splitlines()[-5:]
-    raise RuntimeError(f"benchmark worker for {source} failed (exit {p.returncode}): " + " | ".join(tail))
+    # the measuring process died (a broken or hostile model file can crash a runtime): one line, no traceback
+    how = f"was killed by signal {signal.Signals(-p.returncode).name}" if p.returncode < 0 else \
+        f"failed (exit {p.returncode})"
+    last = next((ln.strip() for ln in reversed((p.stderr or p.stdout).splitlines()) if ln.strip()), "no output")
+    raise UserError(f"the benchmark process for {source} {how}: {last[:300]}; "
+                    "check that the file is a valid model (re-export it)")
 
 
 def to_csv(results: Sequence[dict[str, Any]]) -> str:

@@ -43,11 +43,13 @@ class TorchRunner(Runner):
     def load(self) -> None:
         torch = self._torch
         from edgecv.models import get_spec
-        from edgecv.workflows import build
+        from edgecv.workflows import resolve_weights
 
         name, weights = self._model_name_and_weights()
         self.spec = get_spec(name)
-        model = build(name, num_classes=None, weights=weights, seed=self.seed).eval()
+        model, cfg = resolve_weights(name, weights, seed=self.seed)  # a file or a table tag, with its options
+        model.eval()
+        self.weights_input_size = cfg.get("input_size")  # the size the weights were made for
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
         if self.precision not in (None, "fp32", "fp16"):
             raise UserError(f"torch runner runs fp32 (or fp16 on cuda), not {self.precision}; "
@@ -59,7 +61,7 @@ class TorchRunner(Runner):
 
     def prepare_inputs(self) -> None:
         torch = self._torch
-        size = self.input_size or tuple(self.spec.input_size)
+        size = self.input_size or tuple(getattr(self, "weights_input_size", None) or self.spec.input_size)
         g = torch.Generator().manual_seed(self.seed)
         self.x = torch.randn((1, *size[-3:]), generator=g).to(device=self.device, dtype=self._dtype)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from edgecv.cli import _types as T
 from edgecv.cli._app import cli, console, emit_json, err_console, make_progress
 
 
@@ -13,24 +14,24 @@ def _ms(v: object) -> str:
 
 @cli.command("bench")
 @click.argument("sources", nargs=-1, required=True, metavar="MODEL|FILE...")
-@click.option("--format", "formats", multiple=True, type=click.Choice(["torch", "onnx", "tflite"]),
+@click.option("--format", "formats", multiple=True, type=click.Choice(["torch", "onnx", "tflite", "executorch"]),
               help="Runtime format; repeat to compare (default: from the file suffix, torch for names).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "dynamic"]), default=None,
-              help="Export precision when MODEL is a name (onnx/tflite).")
+              help="Export precision when MODEL is a name (onnx/tflite/executorch).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or a profile from `edgecv devices`.")
-@click.option("--threads", type=int, default=None, help="Inference threads (default 1, or the profile's).")
-@click.option("--core", "cores", type=int, multiple=True, help="Pin to this CPU (repeat per thread; default: last cores).")
-@click.option("--warmup", type=int, default=10, show_default=True)
-@click.option("--runs", type=int, default=50, show_default=True)
-@click.option("--input-size", type=int, nargs=2, default=None, metavar="H W")
-@click.option("--weights", default=None, help="Weights for MODEL (safetensors/.pth).")
+@click.option("--threads", type=T.count(), default=None, help="Inference threads (default 1, or the profile's).")
+@click.option("--core", "cores", type=T.count(0), multiple=True, help="Pin to this CPU (repeat per thread; default: last cores).")
+@click.option("--warmup", type=T.count(0), default=10, show_default=True)
+@click.option("--runs", type=T.count(), default=50, show_default=True)
+@click.option("--input-size", type=T.SIZE, nargs=2, default=None, metavar="H W")
+@click.option("--weights", default=None, help="Weights: a file (.safetensors + JSON sidecar, or weights-only .pth), or 'imagenet' (alias 'pretrained', or 'imagenet-tf') from edgecv's pretrained table (see `edgecv models --pretrained`).")
 @click.option("--calib", default=None, help="Calibration images for int8 export.")
-@click.option("--benchmark-binary", default=None, help="Local benchmark_model binary to push (Android).")
+@click.option("--benchmark-binary", default=None, help="Local benchmark_model (.tflite) or executor_runner (.pte) binary to push (Android).")
 @click.option("--serial", default=None, help="adb serial (Android).")
-@click.option("--adb-port", type=int, default=None, help="adb server port (default: ANDROID_ADB_SERVER_PORT or 5037).")
+@click.option("--adb-port", type=T.PORT, default=None, help="adb server port (default: ANDROID_ADB_SERVER_PORT or 5037).")
 @click.option("--devices-dir", default=None, help="Folder of device profiles (default: devices/).")
 @click.option("--in-process", is_flag=True, help="Measure in this process instead of a fresh one per model.")
-@click.option("--timeout", type=float, default=900, show_default=True, help="Seconds per measurement.")
+@click.option("--timeout", type=T.positive(), default=900, show_default=True, help="Seconds per measurement.")
 @click.option("--json", "json_out", default=None, metavar="FILE", help="Write results as JSON ('-' = stdout).")
 @click.option("--csv", "csv_out", default=None, metavar="FILE", help="Write results as CSV.")
 @click.option("--plot", "plot_out", default=None, metavar="FILE.png", help="Bar chart of the results.")
@@ -82,7 +83,7 @@ def bench_cmd(sources, formats, precision, device, threads, cores, warmup, runs,
 
 @cli.command("devices")
 @click.option("--devices-dir", default=None, help="Folder of device profiles (default: devices/).")
-@click.option("--adb-port", type=int, default=None, help="adb server port to ask.")
+@click.option("--adb-port", type=T.PORT, default=None, help="adb server port to ask.")
 @click.option("--no-check", is_flag=True, help="List only; do not contact the devices.")
 @click.option("--json", "json_out", default=None, metavar="FILE", help="Write the list as JSON ('-' = stdout).")
 def devices_cmd(devices_dir, adb_port, no_check, json_out) -> None:

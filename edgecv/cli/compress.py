@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from edgecv.cli import _types as T
 from edgecv.cli._app import cli, console, emit_json, err_console, make_progress
 from edgecv.errors import UserError
 
@@ -43,17 +44,17 @@ def _raw_rows_collapsed(rows: list[dict]) -> list[dict]:
 @cli.command("compress")
 @click.argument("model")
 @click.option("--recipe", default=None, help="Recipe YAML (default: the model's recipe in recipes/, else the generic one).")
-@click.option("--bits", type=int, default=None, help="Bit width of the recipe's share/quantize stages (e.g. 8 or 6).")
+@click.option("--bits", type=T.BITS, default=None, help="Bit width of the recipe's share/quantize stages (e.g. 8 or 6).")
 @click.option("--weights", default=None,
-              help="Trained weights (.safetensors, weights-only .pth/.th), or 'pretrained' (efficientnet_lite0).")
+              help="Weights: a file (.safetensors + JSON sidecar, or weights-only .pth), or 'imagenet' (alias 'pretrained', or 'imagenet-tf') from edgecv's pretrained table (see `edgecv models --pretrained`).")
 @click.option("--data", default=None, help="Fine-tune and measure accuracy on this dataset.")
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="Output file (default MODEL.edc).")
 @click.option("--json", "json_out", default=None, help="Write the report as JSON to FILE ('-' = stdout).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--eval-limit", type=int, default=None, help="Measure accuracy on the first N test images only.")
-@click.option("--train-limit", type=int, default=None, help="Fine-tune on the first N training images only.")
-@click.option("--input-size", type=int, default=None)
-@click.option("--max-drop", type=float, default=None,
+@click.option("--seed", type=T.SEED, default=0, show_default=True)
+@click.option("--eval-limit", type=T.count(), default=None, help="Measure accuracy on the first N test images only.")
+@click.option("--train-limit", type=T.count(), default=None, help="Fine-tune on the first N training images only.")
+@click.option("--input-size", type=T.SIZE, default=None)
+@click.option("--max-drop", type=T.percent(), default=None,
               help="Accuracy gate: after writing the file and --json, exit 3 when top-1 drops by more than PP points.")
 def compress_cmd(model: str, recipe: str | None, bits: int | None, weights: str | None, data: str | None,
                  out: str | None, json_out: str | None, seed: int, eval_limit: int | None, train_limit: int | None,
@@ -105,7 +106,7 @@ def _gate_exit(gate: dict, drop: float) -> None:
 
 @cli.command("gate")
 @click.argument("report", type=click.Path(exists=True, dir_okay=False))
-@click.option("--max-drop", type=float, required=True, help="Largest allowed top-1 drop in percentage points.")
+@click.option("--max-drop", type=T.percent(), required=True, help="Largest allowed top-1 drop in percentage points.")
 def gate_cmd(report: str, max_drop: float) -> None:
     """Re-check a saved `edgecv compress --json` REPORT against --max-drop (exit 3 when the drop exceeds it)."""
     from edgecv.pipeline import check_gate

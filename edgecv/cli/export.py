@@ -4,27 +4,28 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from edgecv.cli import _types as T
 from edgecv.cli._app import cli, console, emit_json, make_progress
 
 
 @cli.command("export")
 @click.argument("source")
-@click.option("--format", "fmt", required=True, type=click.Choice(["onnx", "tflite"]), help="Output format.")
+@click.option("--format", "fmt", required=True, type=click.Choice(["onnx", "tflite", "executorch"]), help="Output format (executorch: .pte, XNNPACK).")
 @click.option("--precision", default="fp32", show_default=True,
               type=click.Choice(["fp32", "fp16", "int8", "dynamic"]),
-              help="onnx: fp32|int8; tflite: fp32|fp16|dynamic|int8.")
-@click.option("--weights", default=None, help="Trained weights for a MODEL name (or 'pretrained' for efficientnet_lite0).")
+              help="onnx, executorch: fp32|int8; tflite: fp32|fp16|dynamic|int8.")
+@click.option("--weights", default=None, help="Weights: a file (.safetensors + JSON sidecar, or weights-only .pth), or 'imagenet' (alias 'pretrained', or 'imagenet-tf') from edgecv's pretrained table (see `edgecv models --pretrained`).")
 @click.option("--calib", default=None, help="Real images for int8/dynamic calibration and agreement "
                                             "(dataset name, folder or archive; default: the model's dataset).")
-@click.option("--input-size", nargs=2, type=int, default=None, metavar="H W", help="Input size (default: the model's).")
-@click.option("--min-agreement", type=float, default=95.0, show_default=True,
+@click.option("--input-size", nargs=2, type=T.SIZE, default=None, metavar="H W", help="Input size (default: the model's).")
+@click.option("--min-agreement", type=T.percent(), default=95.0, show_default=True,
               help="int8/dynamic: fail (exit 3, no file) below this top-1 agreement with the float model (%).")
 @click.option("--per-tensor", is_flag=True, help="int8: one weight scale per tensor (default: per output channel).")
-@click.option("--calib-images", type=int, default=None,
+@click.option("--calib-images", type=T.count(), default=None,
               help="int8/dynamic: calibration images (default 200 ImageNet samples / 300 CIFAR-10 or MNIST).")
 @click.option("--no-bias-correction", is_flag=True,
               help="int8: skip the bias correction (biases moved so int8 outputs keep the float means per channel).")
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output .onnx / .tflite file.")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output .onnx / .tflite / .pte file.")
 @click.option("--json", "json_out", default=None, help="Write the report as JSON to FILE ('-' = stdout).")
 def export_cmd(source: str, fmt: str, precision: str, weights: str | None, calib: str | None,
                input_size: tuple[int, int] | None, min_agreement: float, per_tensor: bool, calib_images: int | None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from edgecv.cli import _types as T
 from edgecv.cli._app import emit_json, make_progress, cli, console
 
 
@@ -12,18 +13,18 @@ from edgecv.cli._app import emit_json, make_progress, cli, console
 @click.argument("model")
 @click.option("--data", required=True, help="mnist | fashion-mnist | cifar10 | imagenet-samples | PATH")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors")
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=0.05, show_default=True)
+@click.option("--epochs", type=T.count(), default=10, show_default=True)
+@click.option("--batch-size", type=T.count(), default=128, show_default=True)
+@click.option("--lr", type=T.positive(), default=0.05, show_default=True)
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="sgd", show_default=True)
-@click.option("--weight-decay", type=float, default=5e-4, show_default=True)
+@click.option("--weight-decay", type=T.non_negative(), default=5e-4, show_default=True)
 @click.option("--schedule", type=click.Choice(["cosine", "constant", "step"]), default="cosine", show_default=True)
-@click.option("--label-smoothing", type=float, default=0.0)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--weights", default=None, help="Start from these weights.")
-@click.option("--input-size", type=int, default=None, help="Square input size (default: the model's for its dataset).")
-@click.option("--limit", type=int, default=None, help="Use only the first N training images.")
-@click.option("--max-steps", type=int, default=None, help="Stop after N optimizer steps (smoke runs).")
+@click.option("--label-smoothing", type=T.Float(0.0, 1.0, max_open=True), default=0.0)
+@click.option("--seed", type=T.SEED, default=0, show_default=True)
+@click.option("--weights", default=None, help="Weights: a file (.safetensors + JSON sidecar, or weights-only .pth), or 'imagenet' (alias 'pretrained', or 'imagenet-tf') from edgecv's pretrained table (see `edgecv models --pretrained`).")
+@click.option("--input-size", type=T.SIZE, default=None, help="Square input size (default: the model's for its dataset).")
+@click.option("--limit", type=T.count(), default=None, help="Use only the first N training images.")
+@click.option("--max-steps", type=T.count(), default=None, help="Stop after N optimizer steps (smoke runs).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "json_out", default=None, help="Also write the report as JSON to FILE ('-' = stdout).")
 def train_cmd(model: str, data: str, out: str, epochs: int, batch_size: int, lr: float, optimizer: str,
@@ -56,14 +57,14 @@ def train_cmd(model: str, data: str, out: str, epochs: int, batch_size: int, lr:
 
 @cli.command("eval")
 @click.argument("model")
-@click.option("--weights", default=None, help=".safetensors or weights-only .pth/.th (default: random init).")
+@click.option("--weights", default=None, help="Weights: a file (.safetensors + JSON sidecar, or weights-only .pth), or 'imagenet' (alias 'pretrained', or 'imagenet-tf') from edgecv's pretrained table (see `edgecv models --pretrained`).")
 @click.option("--data", required=True, help="mnist | fashion-mnist | cifar10 | imagenet-samples | PATH")
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
-@click.option("--limit", type=int, default=None, help="Only the first N images.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--input-size", type=int, default=None)
-@click.option("--mean", type=float, nargs=3, default=None, help="Override normalisation mean.")
-@click.option("--std", type=float, nargs=3, default=None, help="Override normalisation std.")
+@click.option("--limit", type=T.count(), default=None, help="Only the first N images.")
+@click.option("--batch-size", type=T.count(), default=256, show_default=True)
+@click.option("--input-size", type=T.SIZE, default=None)
+@click.option("--mean", type=T.finite(), nargs=3, default=None, help="Override normalisation mean.")
+@click.option("--std", type=T.positive(), nargs=3, default=None, help="Override normalisation std.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "json_out", default=None, help="Also write the result as JSON to FILE ('-' = stdout).")
 def eval_cmd(model: str, weights: str | None, data: str, split: str, limit: int | None, batch_size: int,

@@ -223,6 +223,8 @@ def _read_record(r: Reader, budget: list[int]) -> Record:
         raise CodecError(f"corrupt file: tensor {name!r} has an invalid tag byte {tag:#04x} or ndim {ndim}")
     shape = tuple(r.varint(f"{name}: dim") for _ in range(ndim))
     numel = math.prod(shape)
+    if math.prod(max(d, 1) for d in shape) >= 2**62:  # an empty tensor whose strides overflow int64 (torch)
+        raise CodecError(f"corrupt file: tensor {name!r} has an impossible shape {shape}")
     if numel > budget[0]:
         raise CodecError(f"tensor {name!r} of shape {shape} exceeds the limit of {budget[0]} more elements "
                          f"(max_numel); the file is corrupt or needs a larger max_numel")
@@ -376,7 +378,7 @@ def write_file(path: str | os.PathLike, tensors: dict[str, LayerCode | AffineCod
     from edgecv.checkpoint import atomic_write
 
     data = encode_model(tensors, meta)
-    path = atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    path = atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), nbytes=len(data))
     log.info("wrote %s (%d bytes, %d tensors)", path, len(data), len(tensors))
     return path
 

@@ -32,3 +32,8 @@ __all__ = [
     "Recipe", "builtin_recipes", "load_recipe", "parse_recipe",
     "compressible", "resolve", "resolve_values",
 ]
+
+
+from edgecv._callable import make_callable  # noqa: E402  edgecv.compress(...) is the API function
+
+make_callable(__name__)

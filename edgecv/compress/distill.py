@@ -127,7 +127,8 @@ def load_teacher(name: str, weights: str | None, *, num_classes: int | None = No
 
 @dataclass
 class DistillConfig(TrainOptions):
-    """``teacher``: zoo model name; ``teacher_weights``: its weights file (``shared:`` prefix =
+    """``teacher``: zoo model name (may be left out when the caller passes a teacher module,
+    ``edgecv.compress(..., teacher=net)``); ``teacher_weights``: its weights file (``shared:`` prefix =
     relative to the shared data folder). ``temperature`` T, ``alpha`` = weight of the soft term
     (Hinton et al. put "considerably lower weight" on the hard term; 0.9 by default). ``epochs``
     of training with the ``TrainOptions`` (lr, batch_size, weight_decay, momentum, optimizer,
@@ -142,11 +143,10 @@ class DistillConfig(TrainOptions):
     centroid_reduce: Literal["sum", "mean"] = "sum"
 
     def __post_init__(self) -> None:
-        if not self.teacher:
-            raise UserError("distill needs `teacher` (a zoo model name) and `teacher_weights`")
-        from edgecv.models import get_spec
+        if self.teacher:  # no teacher: edgecv.compress(..., teacher=MODULE) supplies it (checked before any stage runs)
+            from edgecv.models import get_spec
 
-        self.teacher = get_spec(self.teacher).name  # unknown names: UserError with close matches
+            self.teacher = get_spec(self.teacher).name  # unknown names: UserError with close matches
         if not self.temperature > 0:
             raise UserError(f"distill: temperature must be > 0, got {self.temperature}")
         check_unit("distill: alpha", self.alpha, low_open=False)
@@ -179,6 +179,9 @@ class Distill(Stage):
         if ctx.train_data is None:
             log.warning("distill: no training data, nothing distilled (pass a dataset)")
             return model
+        if self.teacher_model is None and not cfg.teacher:
+            raise UserError("distill has no teacher: name a zoo model in the recipe (`teacher: resnet56`) "
+                            "or pass teacher= to edgecv.compress")
         teacher = self.teacher_model if self.teacher_model is not None else load_teacher(cfg.teacher, cfg.teacher_weights)
         teacher = freeze(teacher).to(ctx.device)
         loss = DistillLoss(teacher, temperature=cfg.temperature, alpha=cfg.alpha, label_smoothing=cfg.label_smoothing)

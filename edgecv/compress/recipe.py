@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
 import logging
 import time
 import types
@@ -37,7 +38,7 @@ from edgecv.registry import UnknownNameError
 
 log = logging.getLogger(__name__)
 
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "recipes"
+RECIPE_DIR = Path(str(importlib.resources.files("edgecv") / "recipes"))  # shipped in the package (wheel too)
 TOP_KEYS = {"model": str | None, "dataset": str | None, "description": str, "stages": list}
 
 
@@ -128,12 +129,23 @@ def _kind(value: Any) -> str:
 
 
 class _Coercer:
-    def __init__(self) -> None:
+    def __init__(self, source: str = "<recipe>") -> None:
         self.loader = yaml.SafeLoader("")
         self.lines: dict[Any, int] = {}
+        self.source = source
 
     def value(self, node: yaml.Node) -> Any:
-        return self.loader.construct_object(node, deep=True)
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as e:  # e.g. a !!binary tag with bad base64, found by scripts/fuzz_recipe.py
+            why = getattr(e, "problem", None) or " ".join(str(e).split())
+            raise UserError(f"{self.source}:{_line(node)}: cannot read this value: {why}") from None
+
+    def key(self, node: yaml.Node) -> Any:
+        """A mapping key: a plain scalar (a list or mapping as a key is refused, not hashed)."""
+        if not isinstance(node, yaml.ScalarNode):
+            raise UserError(f"{self.source}:{_line(node)}: a key must be a plain name, not a list or mapping")
+        return self.value(node)
 
     def coerce(self, node: yaml.Node, tp: Any, path: str, field_name: str | None = None) -> Any:
         origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -221,7 +233,7 @@ def _stage(item: yaml.Node, source: str) -> Stage:
         cls = STAGES.get(name)
     except UnknownNameError as e:
         raise UserError(f"{source}:{_line(key_node)}: {e} (known: {', '.join(STAGES.names())})") from None
-    c = _Coercer()
+    c = _Coercer(source)
     kwargs: dict[str, Any] = {}
     hints = typing.get_type_hints(cls.Config)
     valid = [f.name for f in dataclasses.fields(cls.Config) if f.init]
@@ -232,7 +244,7 @@ def _stage(item: yaml.Node, source: str) -> Stage:
     else:
         raise UserError(f"{source}:{_line(body)}: the body of stage {name!r} must be a mapping of its settings")
     for kn, vn in body_items:
-        k = c.value(kn)
+        k = c.key(kn)
         if k not in valid:
             close = difflib.get_close_matches(str(k), valid, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
@@ -259,17 +271,18 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise UserError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
+        why = getattr(e, "problem", None) or " ".join(str(e).split())  # ReaderError (NUL...) has no mark
+        raise UserError(f"{where}: not valid YAML: {why}") from None
     if root is None:
         raise UserError(f"{source}: empty recipe; it needs a `stages:` list")
     if not isinstance(root, yaml.MappingNode):
         raise UserError(f"{source}:{_line(root)}: a recipe is a mapping with `stages:` (and optional model, "
                         "dataset, description)")
-    c = _Coercer()
+    c = _Coercer(source)
     top: dict[str, Any] = {}
     stages_node = None
     for kn, vn in root.value:
-        k = c.value(kn)
+        k = c.key(kn)
         if k not in TOP_KEYS:
             raise UserError(f"{source}:{_line(kn)}: unknown top-level key {k!r}; valid keys: {', '.join(TOP_KEYS)}")
         if k == "stages":

@@ -90,17 +90,26 @@ def _stats(value: Stats, default: tuple[float, ...], channels: int, what: str
 
 
 def build_transform(opened: Opened, train: bool, input_size: int | None, mean: tuple[float, ...],
-                    std: tuple[float, ...], seed: int = 0) -> tuple[T.Compose, tuple[int, int, int]]:
-    """The standard preprocessing of ``opened`` (see the module docstring) and its output shape."""
+                    std: tuple[float, ...], seed: int = 0, resize: int | None = None,
+                    interpolation: str = "bilinear") -> tuple[T.Compose, tuple[int, int, int]]:
+    """The standard preprocessing of ``opened`` (see the module docstring) and its output shape.
+
+    ``resize``: the short side before the centre crop of ImageNet-style evaluation (default
+    round(input_size / 0.875)); ``interpolation``: bilinear | bicubic (what the weights were made with).
+    """
     if input_size is not None and input_size < 1:
         raise UserError(f"input_size must be a positive number of pixels, got {input_size}")
+    if resize is not None and not 1 <= resize <= 4096:
+        raise UserError(f"resize must be a short side of 1..4096 pixels, got {resize}")
+    if interpolation not in ("bilinear", "bicubic"):
+        raise UserError(f"interpolation must be bilinear or bicubic, got {interpolation!r}")
     rng = T.RandomState(seed)
     steps: list = []
     h, w = opened.stored_hw or opened.probe_hw
     if opened.style == "imagenet":
         s = input_size or 224
         steps = [T.RandomResizedCrop(s, rng=rng), T.RandomHorizontalFlip(rng=rng)] if train \
-            else [T.Resize(round(s / 0.875)), T.CenterCrop(s)]
+            else [T.Resize(max(s, resize or round(s / 0.875)), interpolation), T.CenterCrop(s)]
         h = w = s
     else:
         if opened.stored_hw is None:  # a directory of small images: make the sizes agree
@@ -112,7 +121,7 @@ def build_transform(opened: Opened, train: bool, input_size: int | None, mean: t
             if h == w and grow > 0 and grow % 2 == 0 and grow <= 8 and opened.style == "gray":
                 steps.append(T.Pad(grow // 2))  # 28 -> 32: the LeNet-5 input
             else:
-                steps.append(T.Resize((input_size, input_size)))
+                steps.append(T.Resize((input_size, input_size), interpolation))
             h = w = input_size
     steps += [T.ToTensor(), T.Normalize(mean, std)]
     return T.Compose(steps), (opened.channels, h, w)
@@ -136,8 +145,8 @@ def _info(opened: Opened, split: str, ds: ImageDataset, shape: tuple[int, int, i
 def load_dataset(name_or_path: str | os.PathLike[str], split: str = "train", *,
                  train_transform: bool | None = None, input_size: int | None = None,
                  mean: Stats = None, std: Stats = None, limit: int | None = None,
-                 seed: int = 0, progress: Progress | None = None
-                 ) -> tuple[ImageDataset, DatasetInfo]:
+                 seed: int = 0, progress: Progress | None = None, resize: int | None = None,
+                 interpolation: str = "bilinear") -> tuple[ImageDataset, DatasetInfo]:
     """Load one split of a dataset with its standard preprocessing (module docstring).
 
     ``train_transform`` defaults to ``split == "train"``; ``seed`` seeds the augmentation;
@@ -154,7 +163,7 @@ def load_dataset(name_or_path: str | os.PathLike[str], split: str = "train", *,
     train = chosen in ("train", "training") if train_transform is None else train_transform
     m = _stats(mean, opened.mean, opened.channels, "mean")
     s = _stats(std, opened.std, opened.channels, "std")
-    transform, shape = build_transform(opened, train, input_size, m, s, seed)
+    transform, shape = build_transform(opened, train, input_size, m, s, seed, resize, interpolation)
     ds = opened.dataset(data, transform)
     log.info("dataset %s/%s: %d images, %d classes", opened.source.name, chosen, len(ds),
              len(opened.classes))
@@ -164,8 +173,8 @@ def load_dataset(name_or_path: str | os.PathLike[str], split: str = "train", *,
 
 def calibration_split(name_or_path: str | os.PathLike[str], n: int, *,
                       input_size: int | None = None, mean: Stats = None, std: Stats = None,
-                      progress: Progress | None = None
-                      ) -> tuple[ImageDataset, ImageDataset, DatasetInfo]:
+                      progress: Progress | None = None, resize: int | None = None,
+                      interpolation: str = "bilinear") -> tuple[ImageDataset, ImageDataset, DatasetInfo]:
     """(calibration set of n images, evaluation set, info) that never share an image.
 
     With train/test splits: the ``limit=n`` slice of train (evaluation transforms) and all of
@@ -177,7 +186,7 @@ def calibration_split(name_or_path: str | os.PathLike[str], n: int, *,
     opened = _open(name_or_path, progress)
     m = _stats(mean, opened.mean, opened.channels, "mean")
     s = _stats(std, opened.std, opened.channels, "std")
-    transform, shape = build_transform(opened, False, input_size, m, s)
+    transform, shape = build_transform(opened, False, input_size, m, s, 0, resize, interpolation)
     test_split = pick_split(opened.splits, "test", opened.source.name)
     test = opened.load(test_split)
     if any(sp in opened.splits for sp in ("train", "training")):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,20 @@ META = "meta.json"
 
 
 def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    from edgecv.fsutil import locked_temp
+
+    # flock-held temp file: a build killed here leaves a temp file the next build removes
+    with locked_temp(path) as tmp:
+        with open(tmp, "wb") as f:
             write(f)
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+
+def build_lock(folder: Path) -> Any:
+    """Held while an entry is looked up and built: a second process waits, then reads the cache."""
+    from edgecv.fsutil import file_lock
+
+    return file_lock(folder.parent / f".{folder.name}.lock")
 
 
 def save_entry(folder: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> bool:
@@ -64,4 +66,7 @@ def load_entry(folder: Path, version: int) -> tuple[dict[str, np.ndarray], dict[
     except (OSError, ValueError, KeyError, TypeError) as e:
         log.warning("ignoring unreadable dataset cache %s (%s)", folder, e)
         return None
+    from edgecv.fsutil import clean_stale_files
+
+    clean_stale_files(folder, ".*.tmp")  # what a build killed before this entry was committed left
     return arrays, meta

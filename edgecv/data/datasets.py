@@ -13,6 +13,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from edgecv.data import tiny_imagenet
 from edgecv.data.cifar import cifar_splits, load_cifar_batches
 from edgecv.data.folder import FolderData, Progress, SplitData, read_archive, scan_dir
 from edgecv.data.idx import idx_splits, load_idx
@@ -91,7 +92,7 @@ def _open_rgb(src: io.BytesIO | Path, name: str) -> Image.Image:
     try:
         with Image.open(src) as im:
             return im.convert("RGB")
-    except (OSError, UnidentifiedImageError) as e:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise UserError(f"cannot decode image {name}: {e}") from e
 
 
@@ -169,6 +170,11 @@ def _open_folder(source: Source, progress: Progress | None) -> Opened:
     classes = data.classes
     if data.layout == "wnid-files":
         classes = _imagenet_names(classes) or [data.wnid_names.get(w, w) for w in classes]
+    if source.preset in tiny_imagenet.NAMES:
+        from edgecv.data.imagenet_wnids import WNIDS
+
+        splits, classes = tiny_imagenet.adapt(data, source.preset, _imagenet_names(list(WNIDS)))
+        data = FolderData(classes, splits, data.layout, stored_hw=data.stored_hw, probe_hw=data.probe_hw)
     hw = data.stored_hw or data.probe_hw
     small = source.preset == "cifar10" or (
         max(hw) <= SMALL_MAX_SIDE and (data.stored_hw is not None or source.format == "image-dir"))

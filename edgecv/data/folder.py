@@ -15,11 +15,13 @@ encoded bytes, decoded per sample.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import lzma
 import os
 import re
+import stat
 import tarfile
 import time
 import zlib
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from edgecv.data.cache import load_entry, save_entry
+from edgecv.data.cache import build_lock, load_entry, save_entry
 from edgecv.data.sources import SINGLE_SPLIT, SPLIT_NAMES, cache_root, file_key
 from edgecv.errors import UserError
 
@@ -41,6 +43,7 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm", 
 CACHE_VERSION = 1
 MAX_ARCHIVE_BYTES = 8 << 30  # images read into memory from one archive
 MAX_DECODED_BYTES = 2 << 30  # larger uniform datasets stay encoded
+MAX_MEMBER_BYTES = 256 << 20  # one image file; a larger archive member is refused (a bomb, not a photo)
 _WNID = re.compile(r"^(n\d{8})(?:[_.\-]|$)")
 _ALL_SPLIT_NAMES = {n for names in SPLIT_NAMES.values() for n in names}
 
@@ -100,6 +103,8 @@ def plan_layout(paths: list[str], where: str
             and parts[0][skip].lower() not in _ALL_SPLIT_NAMES:
         skip += 1
     rel = [p[skip:] for p in parts]
+    if all(len(r) == 4 and r[2] == "images" for r in rel):  # Tiny ImageNet: <split>/<wnid>/images/<image>
+        rel = [[r[0], r[1], r[3]] for r in rel]
     depths = {len(r) for r in rel}
     if len(depths) > 1:
         a = next(p for p, r in zip(paths, rel) if len(r) == min(depths))
@@ -149,7 +154,7 @@ def scan_dir(root: Path) -> FolderData:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         base = Path(dirpath).relative_to(root).as_posix()
         paths += [f if base == "." else f"{base}/{f}" for f in filenames]
-    paths = sorted(p for p in paths if _is_image(p))
+    paths = _regular_inside(root, sorted(p for p in paths if _is_image(p)))
     layout, classes, splits = plan_layout(paths, str(root))
     data = {s: SplitData(np.array([e[2] for e in es], dtype=np.int64), [e[1] for e in es],
                          files=[root / e[0] for e in es]) for s, es in splits.items()}
@@ -157,20 +162,56 @@ def scan_dir(root: Path) -> FolderData:
     try:
         with Image.open(first) as im:
             probe = (im.height, im.width)
-    except (OSError, UnidentifiedImageError) as e:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise UserError(f"cannot read image {first}: {e}") from e
     names = [n for s in data.values() for n in s.names]
     return FolderData(classes, data, layout, probe_hw=probe, wnid_names=_wnid_names(layout, names))
 
 
+def _regular_inside(root: Path, paths: list[str]) -> list[str]:
+    """Only regular files inside ``root``: a FIFO or device named .jpg would hang or read a device,
+    a symlink may point anywhere on the machine. What is left out is logged, not read."""
+    keep, skipped, base = [], [], root.resolve()
+    for p in paths:
+        full = root / p
+        try:
+            st = full.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                target = full.resolve()
+                ok = target.is_relative_to(base) and target.is_file()
+            else:
+                ok = stat.S_ISREG(st.st_mode)
+        except (OSError, RuntimeError):  # dangling or looping link
+            ok = False
+        (keep if ok else skipped).append(p)
+    if skipped:
+        log.warning("%s: skipped %d entries that are not regular image files inside the folder "
+                    "(symlinks out of it, devices, FIFOs), e.g. %s", root, len(skipped), skipped[0])
+    return keep
+
+
+def _unsafe_name(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith("/") or ".." in parts or "\0" in name
+
+
 def _read_members(path: Path) -> dict[str, bytes]:
     members: dict[str, bytes] = {}
-    total = 0
+    total, links = 0, 0
     try:
-        with tarfile.open(path, mode="r|*") as tf:  # streaming: one sequential pass
+        with tarfile.open(path, mode="r|*") as tf:  # streaming: one sequential pass; nothing is extracted
             for m in tf:
-                if not (m.isfile() and _is_image(m.name)):
+                if _unsafe_name(m.name) and (m.isfile() or m.issym() or m.islnk()):
+                    raise UserError(f"archive {path} holds an unsafe member name {m.name[:200]!r} "
+                                    "(absolute or with '..'); refusing it - rebuild the archive with relative paths")
+                if not m.isfile():
+                    links += m.issym() or m.islnk()  # links, devices, FIFOs: never followed or read
                     continue
+                if not _is_image(m.name):
+                    continue
+                if m.size > MAX_MEMBER_BYTES:
+                    raise UserError(f"archive {path}: member {m.name[:200]!r} declares {m.size:,} bytes, over "
+                                    f"the {MAX_MEMBER_BYTES >> 20} MiB an image may have; refusing it")
                 total += m.size
                 if total > MAX_ARCHIVE_BYTES:
                     raise UserError(f"archive {path} holds over {MAX_ARCHIVE_BYTES >> 30} GiB of "
@@ -181,6 +222,8 @@ def _read_members(path: Path) -> dict[str, bytes]:
     except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zlib.error) as e:
         raise UserError(f"cannot read archive {path}: {e}; check the file or re-download it") \
             from e
+    if links:
+        log.warning("archive %s: ignored %d symbolic/hard link member(s) (never followed)", path, links)
     return members
 
 
@@ -232,6 +275,15 @@ def read_archive(path: Path, progress: Progress | None = None) -> FolderData:
     """Read an image-folder archive, from the cache when it was read before."""
     stem = path.name.split(".")[0] or "archive"
     folder = cache_root() / "datasets" / f"{stem}-{file_key(path, CACHE_VERSION)}"
+    with contextlib.ExitStack() as stack:  # two processes building one entry: the second waits, then reads it
+        try:
+            stack.enter_context(build_lock(folder))
+        except OSError as e:  # read-only cache root: build without the lock (save_entry warns)
+            log.debug("no cache lock for %s (%s)", folder, e)
+        return _read_archive(path, folder, progress)
+
+
+def _read_archive(path: Path, folder: Path, progress: Progress | None) -> FolderData:
     hit = load_entry(folder, CACHE_VERSION)
     if hit is not None:
         log.info("loaded %s from cache %s", path.name, folder)

@@ -33,9 +33,11 @@ KNOWN: dict[str, tuple[str, ...]] = {
     "fashion-mnist": ("data/fashion-mnist",),
     "cifar10": ("data/cifar10-jpeg.tar.xz", "data/cifar10", "data/cifar-10-batches-py"),
     "imagenet-samples": ("data/imagenet-samples.tar.xz", "data/imagenet-samples"),
+    "tiny-imagenet": ("data/tiny-imagenet-train100.tar.xz", "data/tiny-imagenet-200"),  # ImageNet-1k labels
+    "tiny-imagenet-200": ("data/tiny-imagenet-train100.tar.xz", "data/tiny-imagenet-200"),  # its 200 classes
 }
 ALIASES = {"fashion": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10",
-           "imagenet-sample": "imagenet-samples"}
+           "imagenet-sample": "imagenet-samples", "tinyimagenet": "tiny-imagenet", "tiny-imagenet-1k": "tiny-imagenet"}
 ARCHIVE_SUFFIXES = (".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar")
 SPLIT_NAMES = {"train": ("train", "training"), "test": ("test", "val", "validation", "valid")}
 SINGLE_SPLIT = "all"

@@ -91,14 +91,19 @@ def crop(img: Img, top: int, left: int, height: int, width: int) -> Img:
     return F.pad(img, (-left, left + width - w, -top, top + height - h))
 
 
-def resize(img: Img, size: tuple[int, int]) -> Img:
-    """Bilinear, antialiased resize to (height, width)."""
+_PIL_MODES = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+
+
+def resize(img: Img, size: tuple[int, int], interpolation: str = "bilinear") -> Img:
+    """Antialiased resize to (height, width); ``interpolation`` bilinear (default), bicubic or nearest."""
+    if interpolation not in _PIL_MODES:
+        raise ValueError(f"interpolation must be one of {', '.join(_PIL_MODES)}, got {interpolation!r}")
     h, w = size
     if isinstance(img, Image.Image):
-        return img.resize((w, h), Image.BILINEAR)
+        return img.resize((w, h), _PIL_MODES[interpolation])
     x = img.unsqueeze(0) if img.dim() == 3 else img
-    out = F.interpolate(x.float(), size=(h, w), mode="bilinear", align_corners=False,
-                        antialias=True)
+    out = F.interpolate(x.float(), size=(h, w), mode=interpolation, align_corners=None if interpolation == "nearest"
+                        else False, antialias=interpolation != "nearest")
     if img.dtype == torch.uint8:
         out = out.round_().clamp_(0, 255).to(torch.uint8)
     return out[0] if img.dim() == 3 else out
@@ -127,8 +132,9 @@ class Compose:
 class Resize:
     """Int: scale the short side to ``size`` (long side ``int(size * long / short)``); pair: (h, w)."""
 
-    def __init__(self, size: Size) -> None:
+    def __init__(self, size: Size, interpolation: str = "bilinear") -> None:
         self.size = size
+        self.interpolation = interpolation
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         if not isinstance(self.size, int):
@@ -139,10 +145,11 @@ class Resize:
 
     def __call__(self, img: Img) -> Img:
         out = self.output_size(*image_hw(img))
-        return img if out == image_hw(img) else resize(img, out)
+        return img if out == image_hw(img) else resize(img, out, self.interpolation)
 
     def __repr__(self) -> str:
-        return f"Resize({self.size})"
+        extra = "" if self.interpolation == "bilinear" else f", {self.interpolation!r}"
+        return f"Resize({self.size}{extra})"
 
 
 class CenterCrop:

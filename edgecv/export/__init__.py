@@ -1,4 +1,4 @@
-"""``edgecv export``: a zoo model, checkpoint or ``.edc`` file -> an ONNX or TFLite file, checked.
+"""``edgecv export``: a zoo model, checkpoint or ``.edc`` file -> an ONNX, TFLite or ExecuTorch file, checked.
 
 >>> rep = export("resnet20", "tflite", out="r20.tflite", precision="int8",      # doctest: +SKIP
 ...              weights="resnet20-12fca82f.th")
@@ -6,12 +6,13 @@
 
 Formats and what each accepts (``FORMATS``; anything else is rejected before any work):
 
-========  ===========================  ======  =======================================
-format    precisions                   layout  backend
-========  ===========================  ======  =======================================
-onnx      fp32, int8                   NCHW    torch.onnx (opset 17); onnxruntime QDQ
-tflite    fp32, fp16, dynamic, int8    NHWC    onnx2tf + TFLiteConverter; ai-edge-litert
-========  ===========================  ======  =======================================
+==========  ===========================  ======  =======================================
+format      precisions                   layout  backend
+==========  ===========================  ======  =======================================
+onnx        fp32, int8                   NCHW    torch.onnx (opset 17); onnxruntime QDQ
+tflite      fp32, fp16, dynamic, int8    NHWC    onnx2tf + TFLiteConverter; ai-edge-litert
+executorch  fp32, int8                   NCHW    torch.export + XNNPACK (.pte); int8 PT2E
+==========  ===========================  ======  =======================================
 
 ``calib`` (real images for calibration and the agreement check) applies to int8 and dynamic.
 Every export is run in its runtime and compared with PyTorch (see :mod:`edgecv.export.parity`);
@@ -22,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +54,9 @@ FORMATS.add("onnx", FormatSpec("onnx", ".onnx", ("fp32", "int8"), "NCHW", ("int8
                                "torch.onnx opset 17; int8: onnxruntime quantize_static QDQ", "pip install 'edgecv[onnx]'"))
 FORMATS.add("tflite", FormatSpec("tflite", ".tflite", ("fp32", "fp16", "dynamic", "int8"), "NHWC", ("dynamic", "int8"),
                                  "onnx2tf + TFLiteConverter; run with ai-edge-litert", "pip install 'edgecv[tflite]'"))
+FORMATS.add("executorch", FormatSpec("executorch", ".pte", ("fp32", "int8"), "NCHW", ("int8",),
+                                     "torch.export + XNNPACK delegate; int8: PT2E with edgecv's calibration",
+                                     "pip install 'edgecv[executorch]'"))
 
 
 def check_options(fmt: str, precision: str, *, calib: str | None = None, out: str | os.PathLike | None = None,
@@ -82,8 +85,10 @@ def runner(path: str | os.PathLike, num_threads: int = 1):
         from edgecv.export.onnx import Runner
     elif suffix == ".tflite":
         from edgecv.export.tflite import Runner
+    elif suffix == ".pte":
+        from edgecv.export.executorch import Runner
     else:
-        raise UserError(f"{path}: not an .onnx or .tflite file")
+        raise UserError(f"{path}: not an .onnx, .tflite or .pte file")
     return Runner(path, num_threads)
 
 
@@ -101,11 +106,12 @@ def _metadata(src, precision: str, layout: str, data) -> dict[str, Any]:
     return md
 
 
-def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, precision: str = "fp32",
+def export(source: str | os.PathLike | Any, fmt: str, *, out: str | os.PathLike, precision: str = "fp32",
            input_size: tuple[int, int] | None = None, weights: str | None = None, calib: str | None = None,
            min_agreement: float = 95.0, per_channel: bool = True, calib_images: int | None = None,
            bias_correction: bool = True, progress: Progress | None = None) -> dict[str, Any]:
-    """Export ``source`` (model name | checkpoint | .edc) to ``out`` and check it against PyTorch.
+    """Export ``source`` (model name | checkpoint | .edc | import path | an ``ExportSource`` built
+    for a user's module by :func:`edgecv.usermodel.export_source`) to ``out`` and check it against PyTorch.
 
     ``per_channel`` (int8 weights: one scale per output channel, else per tensor) and
     ``calib_images`` (how many calibration images; default 200 of the ImageNet samples, 300
@@ -132,11 +138,13 @@ def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, preci
                          bias_correction=bias_correction)
     out = Path(out)
     for p in (source, weights):
-        if p is not None and Path(p).exists() and Path(p).resolve() == out.resolve():
+        if isinstance(p, (str, os.PathLike)) and Path(p).exists() and Path(p).resolve() == out.resolve():
             raise UserError(f"output {out} is an input file; choose another -o path")
     steps = 4
     progress.start(f"export {spec.name} {precision}", steps)
-    src = resolve_source(source, weights=weights, input_size=input_size)
+    from edgecv.export.source import ExportSource
+
+    src = source if isinstance(source, ExportSource) else resolve_source(source, weights=weights, input_size=input_size)
     quantized = precision in spec.calib_precisions
     if calib_images is not None and (not quantized or calib_images < 1):
         raise UserError("--calib-images applies to int8/dynamic exports and must be >= 1")
@@ -153,7 +161,9 @@ def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, preci
     md = _metadata(src, precision, spec.layout, data)
     timings: dict[str, float] = {}
     bc_report = None
-    with tempfile.TemporaryDirectory(prefix="edgecv-export-") as tmp:
+    from edgecv.fsutil import private_tempdir
+
+    with private_tempdir("edgecv-export-") as tmp:  # a killed export's folder is removed by the next one
         tmp_p = Path(tmp)
         t = time.perf_counter()
         from edgecv.export import onnx as ox
@@ -165,13 +175,20 @@ def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, preci
             from edgecv.export.bias_correction import correct_biases
 
             to_file, bc_report = correct_biases(to_file, data.calib, per_channel=per_channel)
-        onnx_fp32 = ox.export_fp32(to_file, tmp_p / "model.onnx", src.input_size, {**md, "precision": "fp32"})
+        onnx_fp32 = None
+        if spec.name != "executorch":  # ExecuTorch lowers the PyTorch model itself (no ONNX step)
+            onnx_fp32 = ox.export_fp32(to_file, tmp_p / "model.onnx", src.input_size, {**md, "precision": "fp32"})
         if spec.name == "onnx" and precision == "fp32":
             ox.set_metadata(onnx_fp32, md)
         timings["onnx"] = time.perf_counter() - t
         progress.advance(1, step="onnx")
         t = time.perf_counter()
-        if spec.name == "onnx":
+        if spec.name == "executorch":
+            from edgecv.export import executorch as et
+
+            produced = et.convert(to_file, tmp_p / "model.pte", precision, input_size=src.input_size,
+                                  calib=data.calib if quantized else None, per_channel=per_channel, metadata=md)
+        elif spec.name == "onnx":
             produced = ox.quantize_int8(onnx_fp32, tmp_p / "model.int8.onnx", data.calib, per_channel=per_channel) \
                 if precision == "int8" else onnx_fp32
         else:
@@ -210,13 +227,16 @@ def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, preci
 
             deleg = delegation(run.it)
             log.info("XNNPACK delegation: %s", deleg)
+        elif spec.name == "executorch":
+            deleg = et.delegation(produced)
+            log.info("XNNPACK delegation: %s", deleg)
         progress.advance(1, step="parity")
         progress.stop()
         if not passed:
             raise ParityError(f"{src.name} {spec.name} {precision} failed the parity check: {reason}; "
                               "no file written" + ("" if src.trained or not quantized else
                                                    " (random weights: pass --weights, or --min-agreement 0)"))
-        atomic_write(out, lambda tmp_path: shutil.copyfile(produced, tmp_path))
+        atomic_write(out, lambda tmp_path: shutil.copyfile(produced, tmp_path), nbytes=Path(produced).stat().st_size)
     c, h, w = src.input_size
     return {
         "file": str(out), "format": spec.name, "precision": precision, "model": src.name, "source": src.kind,
@@ -228,3 +248,8 @@ def export(source: str | os.PathLike, fmt: str, *, out: str | os.PathLike, preci
         "parity": par, "delegation": deleg, "metadata": {k: v for k, v in md.items() if k != "labels"},
         "timings_s": timings, "seconds": time.perf_counter() - t0,
     }
+
+
+from edgecv._callable import make_callable  # noqa: E402  edgecv.export(...) is the API function
+
+make_callable(__name__)

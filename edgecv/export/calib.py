@@ -59,6 +59,11 @@ def load_real(src: ExportSource, data: str | None, *, n_calib: int | None = None
     from edgecv.data import calibration_split, shared_root
 
     name = data or src.default_data
+    if name is None:  # a user's model without a dataset named
+        if required:
+            raise UserError(f"{src.name}: calibration needs real images: pass calib= / --calib DATA "
+                            "(a dataset name, folder or archive)")
+        return None
     if data is None and shared_root(required=False) is None:
         if required:
             raise UserError(f"calibration needs real images and the shared data ({name}) was not found: "
@@ -66,7 +71,10 @@ def load_real(src: ExportSource, data: str | None, *, n_calib: int | None = None
         return None
     n_calib = n_calib or DEFAULT_CALIB.get(name, DEFAULT_CALIB_OTHER)
     c, h, w = src.input_size
-    calib_ds, eval_ds, info = calibration_split(name, n_calib, input_size=max(h, w), mean=src.mean, std=src.std)
+    resize = src.meta.get("resize") if isinstance(src.meta.get("resize"), int) else None
+    calib_ds, eval_ds, info = calibration_split(name, n_calib, input_size=max(h, w), mean=src.mean, std=src.std,
+                                                resize=resize,
+                                                interpolation=src.meta.get("interpolation") or "bilinear")
     if info.input_shape[0] != c:
         raise UserError(f"{src.name} takes {c}-channel images but {name} has {info.input_shape[0]}; "
                         f"pass --calib with {c}-channel data")

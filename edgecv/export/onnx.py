@@ -49,6 +49,12 @@ def export_fp32(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
         torch.onnx.export(model, (x,), str(path), opset_version=OPSET, dynamo=False, input_names=[INPUT_NAME],
                           output_names=[OUTPUT_NAME], do_constant_folding=True)
     except Exception as e:  # an op the exporter cannot express: say which model and why
+        from edgecv.errors import disk_full, disk_full_errno
+
+        if disk_full_errno(e):  # no space for the working file: say where and how much, not "could not export"
+            weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+            raise disk_full(OSError(disk_full_errno(e), ""), path, weights, at_least=True,
+                            fix="free space there or set TMPDIR to a folder with room") from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"torch.onnx could not export {getattr(model, 'edgecv_name', 'the model')} at "
                         f"{input_size[1]}x{input_size[2]}: {first[:200]}") from None

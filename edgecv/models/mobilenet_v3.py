@@ -16,6 +16,10 @@ scales every table entry, including the 1280/1024 head; ``width_rule="paper"`` i
 reference code that produced Table 3's 0.75 models: expansion is the row's ratio
 ``exp / in`` times the scaled input, and the head keeps 1280/1024 ("finegrain
 classification mode").
+
+``tf_same_padding=True`` pads the strided convs like TensorFlow's ``padding="SAME"`` at any
+input size (:class:`edgecv.models._blocks.Conv2dSame`), for TensorFlow-trained weights; the
+state_dict is unchanged.
 """
 from __future__ import annotations
 
@@ -99,12 +103,12 @@ class V3Bottleneck(nn.Module):
     identity shortcut when shapes allow. SE squeezes to ``make_divisible(exp // 4, 8)``
     with ReLU and a hard-sigmoid gate. torchvision layout: ``block = Sequential(...)``."""
 
-    def __init__(self, in_ch: int, exp: int, out: int, row: Bneck) -> None:
+    def __init__(self, in_ch: int, exp: int, out: int, row: Bneck, tf_same: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         if exp != in_ch:
             layers.append(ConvBnAct(in_ch, exp, 1, act=row.act, **_V3_BN))
-        layers.append(ConvBnAct(exp, exp, row.k, row.s, groups=exp, act=row.act, **_V3_BN))
+        layers.append(ConvBnAct(exp, exp, row.k, row.s, groups=exp, act=row.act, tf_same=tf_same, **_V3_BN))
         if row.se:
             layers.append(SqueezeExcitation(exp, make_divisible(exp // 4, 8), act="RE", gate="hardsigmoid"))
         layers.append(ConvBnAct(exp, out, 1, act=None, **_V3_BN))
@@ -134,6 +138,7 @@ class MobileNetV3(nn.Module):
         *,
         width_rule: Literal["torchvision", "paper"] = "torchvision",
         dropout: float = 0.2,
+        tf_same_padding: bool = False,
     ) -> None:
         super().__init__()
         if width_rule not in ("torchvision", "paper"):
@@ -144,10 +149,10 @@ class MobileNetV3(nn.Module):
             return make_divisible(c * width_mult, 8)
 
         c_in, raw_in = ch(spec.stem), spec.stem
-        layers: list[nn.Module] = [ConvBnAct(3, c_in, 3, 2, act="HS", **_V3_BN)]
+        layers: list[nn.Module] = [ConvBnAct(3, c_in, 3, 2, act="HS", tf_same=tf_same_padding, **_V3_BN)]
         for row in spec.rows:
             exp = make_divisible(c_in * row.exp / raw_in, 8) if paper else ch(row.exp)
-            layers.append(V3Bottleneck(c_in, exp, ch(row.out), row))
+            layers.append(V3Bottleneck(c_in, exp, ch(row.out), row, tf_same_padding))
             c_in, raw_in = ch(row.out), row.out
         last = ch(6 * raw_in) if paper else 6 * c_in
         layers.append(ConvBnAct(c_in, last, 1, act="HS", **_V3_BN))

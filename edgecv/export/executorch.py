@@ -1,0 +1,241 @@
+"""ExecuTorch ``.pte`` files with the XNNPACK delegate: fp32, and int8 through PT2E with edgecv's calibration.
+
+* fp32: ``torch.export`` -> ``to_edge_transform_and_lower(partitioner=[XnnpackPartitioner()])``
+  -> ``to_executorch()`` (the recipe measured in /work/shared/stack.md).
+* int8: the model edgecv's bias correction already moved (:mod:`edgecv.export.bias_correction`,
+  applied by :func:`edgecv.export.export`) goes through torchao's ``prepare_pt2e`` /
+  ``convert_pt2e`` with ExecuTorch's ``XNNPACKQuantizer`` (per-channel symmetric int8 weights,
+  asymmetric int8 activations) and two changes against the stock recipe:
+
+  - activation ranges by **min/max** over the calibration images (the stock config uses a
+    HistogramObserver, which clips the range to minimise L2 error; the bias correction simulates
+    min/max ranges, as TFLite's converter uses);
+  - **conv + ReLU6 annotated as one pattern** (output quantized after the clamp). The stock
+    quantizer fuses only ``relu`` into a conv, so every ReLU6 (``hardtanh``) of MobileNetV2 /
+    EfficientNet-Lite0 gets its own quantize/dequantize pair and XNNPACK's FuseActivationPass
+    (which fuses hardtanh only when it follows the conv directly) leaves it as a separate int8
+    clamp node: one more pass over every activation tensor. :func:`graph_stats` counts them.
+
+  The file takes float32 NCHW input and returns float32 logits (the quantize / dequantize at
+  the two ends run inside the delegate).
+* Metadata: a constant method ``edgecv_metadata`` returning the JSON string (ExecuTorch stores
+  primitive constant methods in the program), read back by :func:`read_metadata`.
+* The runtime's thread pool starts with one thread per core it sees, whatever the process
+  affinity: :func:`hold_threads` resets it (``portable_lib._unsafe_reset_threadpool``, a private
+  API, stack.md) before a program is loaded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecv.errors import UserError
+
+log = logging.getLogger(__name__)
+
+INSTALL = "pip install 'edgecv[executorch]'"
+METADATA_METHOD = "edgecv_metadata"
+_HARDTANH = ("aten.hardtanh.default", "aten.hardtanh_.default")
+
+
+def _need():
+    try:
+        import executorch  # noqa: F401
+        from executorch.exir import to_edge_transform_and_lower  # noqa: F401
+    except ImportError:
+        raise UserError(f"executorch is not installed: {INSTALL}") from None
+
+
+def hold_threads(n: int = 1) -> None:
+    """Resize ExecuTorch's global thread pool to ``n`` threads (before loading a program)."""
+    from executorch.extension.pybindings import portable_lib
+
+    portable_lib._unsafe_reset_threadpool(int(n))
+
+
+# ---------------------------------------------------------------- int8 (PT2E)
+def _config(per_channel: bool, stock: bool):
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+    from torchao.quantization.pt2e import MinMaxObserver
+
+    cfg = get_symmetric_quantization_config(is_per_channel=per_channel)
+    if stock:
+        return cfg
+    act = dataclasses.replace(cfg.input_activation, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2 ** -12))
+    return dataclasses.replace(cfg, input_activation=act, output_activation=act)
+
+
+def _quantizer(per_channel: bool, stock: bool):
+    from executorch.backends.xnnpack.quantizer import xnnpack_quantizer_utils as U
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+
+    cfg = _config(per_channel, stock)
+
+    class Quantizer(XNNPACKQuantizer):
+        """XNNPACKQuantizer that also annotates conv -> hardtanh (ReLU6) as one fused pattern."""
+
+        def annotate(self, model):
+            if not stock:
+                _annotate_conv_hardtanh(model, cfg, U)
+            return super().annotate(model)
+
+    return Quantizer().set_global(cfg)
+
+
+def _annotate_conv_hardtanh(gm, cfg, U) -> int:
+    """conv's inputs/weight/bias quantized, its output not; the hardtanh's output quantized."""
+    n_done = 0
+    for act in gm.graph.nodes:
+        if act.op != "call_function" or str(act.target) not in _HARDTANH:
+            continue
+        conv = act.args[0]
+        if not (hasattr(conv, "op") and U._is_conv_node(conv)) or len(conv.users) > 1:
+            continue
+        qmap = {conv.args[0]: U.get_input_act_qspec(cfg), conv.args[1]: U.get_weight_qspec(cfg)}
+        part = [act, conv, conv.args[1]]
+        bias = conv.args[2] if len(conv.args) > 2 else None
+        if hasattr(bias, "op"):
+            qmap[bias] = U.get_bias_qspec(cfg)
+            part.append(bias)
+        if U._is_annotated(part):
+            continue
+        conv.meta[U.Q_ANNOTATION_KEY] = U.QuantizationAnnotation(input_qspec_map=qmap, _annotated=True)
+        act.meta[U.Q_ANNOTATION_KEY] = U.QuantizationAnnotation(output_qspec=U.get_output_act_qspec(cfg),
+                                                                _annotated=True)
+        U._mark_nodes_as_annotated(part)
+        n_done += 1
+    log.debug("conv+hardtanh annotated as fused: %d", n_done)
+    return n_done
+
+
+def quantize(model, calib: np.ndarray, *, per_channel: bool = True, stock: bool = False, batch: int = 1):
+    """An ExportedProgram of the int8 model (PT2E), calibrated on ``calib`` (N, C, H, W) real images."""
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    x0 = torch.from_numpy(calib[:1])
+    gm = torch.export.export(model.eval(), (x0,)).module()
+    prepared = prepare_pt2e(gm, _quantizer(per_channel, stock))
+    with torch.no_grad():
+        for i in range(0, len(calib), batch):  # the graph was traced at batch 1
+            prepared(torch.from_numpy(calib[i:i + batch]))
+    q = convert_pt2e(prepared)
+    return torch.export.export(q, (x0,))
+
+
+def convert(model, out: str | os.PathLike, precision: str, *, input_size: tuple[int, int, int],
+            calib: np.ndarray | None = None, per_channel: bool = True, metadata: dict | None = None,
+            stock: bool = False) -> Path:
+    """Write a ``.pte`` (XNNPACK-delegated) of ``model`` at batch 1; int8 needs ``calib``."""
+    import torch
+
+    _need()
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    if precision == "int8":
+        if calib is None:
+            raise ValueError("int8 needs calibration images")
+        ep = quantize(model, calib, per_channel=per_channel, stock=stock)
+    elif precision == "fp32":
+        ep = torch.export.export(model.eval(), (torch.zeros((1, *input_size)),))
+    else:
+        raise UserError(f"executorch does not support --precision {precision}; use fp32 or int8")
+    consts = {METADATA_METHOD: json.dumps(metadata)} if metadata else None
+    try:
+        edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()], constant_methods=consts)
+        prog = edge.to_executorch()
+    except Exception as e:  # an op the lowering cannot take: one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"ExecuTorch lowering ({precision}) failed: {first[:300]}") from None
+    out = Path(out)
+    out.write_bytes(prog.buffer)
+    _STATS[str(out)] = graph_stats(edge)
+    return out
+
+
+_STATS: dict[str, dict[str, Any]] = {}  # graph facts of files written in this process (by path)
+
+
+def graph_stats(edge) -> dict[str, Any]:
+    """What the partitioner did: delegate count, ops left outside XNNPACK, and inside the delegates
+    the int8 clamps (hardtanh after a dequantize: not fusable into the conv) and quantize ops."""
+    gm = edge.exported_program().graph_module
+    outside: dict[str, int] = {}
+    delegates = 0
+    inside: dict[str, int] = {}
+    for n in gm.graph.nodes:
+        if n.op != "call_function":
+            continue
+        name = str(n.target).split("::")[-1].replace("aten.", "")
+        if "executorch_call_delegate" in name:
+            delegates += 1
+            continue
+        if "getitem" in name:
+            continue
+        outside[name] = outside.get(name, 0) + 1
+    for _, sub in gm.named_children():
+        orig = getattr(sub, "original_module", None)
+        if orig is None:
+            continue
+        for n in orig.graph_module.graph.nodes:
+            if n.op != "call_function":
+                continue
+            t = str(n.target)
+            key = ("clamp_after_dequantize" if any(h.split(".")[1] in t for h in _HARDTANH) and hasattr(n.args[0], "target")
+                   and "dequantize" in str(n.args[0].target) else
+                   "clamp_fusable" if any(h.split(".")[1] in t for h in _HARDTANH) else
+                   "quantize" if "quantize_per_tensor" in t and "dequantize" not in t else
+                   "conv" if "convolution" in t else None)
+            if key:
+                inside[key] = inside.get(key, 0) + 1
+    return {"delegate_partitions": delegates, "undelegated_ops": dict(sorted(outside.items())),
+            "delegated_ops": dict(sorted(inside.items()))}
+
+
+def delegation(path: str | os.PathLike) -> dict[str, Any] | None:
+    """Graph facts of a file written by :func:`convert` in this process (None for other files)."""
+    return _STATS.get(str(path))
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The JSON edgecv stored in a ``.pte`` ({} when none)."""
+    _need()
+    from executorch.runtime import Runtime
+
+    prog = Runtime.get().load_program(Path(path))
+    if METADATA_METHOD not in prog.method_names:
+        return {}
+    return json.loads(prog.load_method(METADATA_METHOD).execute([])[0])
+
+
+class Runner:
+    """Runs a ``.pte`` on NCHW float32 batches (the file has batch 1: one image per call)."""
+
+    layout = "NCHW"
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1) -> None:
+        _need()
+        from executorch.runtime import Runtime
+
+        hold_threads(num_threads)
+        self.program = Runtime.get().load_program(Path(path))
+        self.method = self.program.load_method("forward")
+        meta = self.method.metadata
+        t = meta.input_tensor_meta(0)
+        self.input_shape = [int(d) for d in t.sizes()]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        ys = []
+        for i in range(len(x)):
+            y = self.method.execute([torch.from_numpy(np.ascontiguousarray(x[i:i + 1], dtype=np.float32))])[0]
+            ys.append(y.numpy().reshape(1, -1).copy())
+        return np.concatenate(ys)
