@@ -75,8 +75,12 @@ def save_checkpoint(model: nn.Module | dict[str, torch.Tensor], path: str | os.P
         meta["model"] = model.edgecv_name
     header = {k: str(v) for k, v in meta.items() if isinstance(v, (str, int, float))}
     tensor_bytes = sum(v.numel() * v.element_size() for v in state.values())  # + a small JSON header
-    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=header), nbytes=tensor_bytes, at_least=True)
-    write_json(meta_path(path), meta)
+
+    def write(tmp: str) -> None:  # weights to their temp file, then the sidecar (renamed), then the weights renamed:
+        save_file(state, tmp, metadata=header)  # a full disk commits neither; a kill leaves no weights without
+        write_json(meta_path(path), meta)  # their sidecar (scripts/kill_harness.py checks the pair)
+
+    atomic_write(path, write, nbytes=tensor_bytes, at_least=True)
     log.info("saved %s (%d tensors)", path, len(state))
     return path
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from edgecv import distributed as D
+from edgecv.errors import UserError
 from edgecv.progress import NullProgress, Progress
 
 log = logging.getLogger(__name__)
@@ -89,8 +92,13 @@ def train(
     step_hooks: list[Callable[[nn.Module], None]] | None = None,
     params: list[nn.Parameter] | None = None,
     progress: Progress | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` in place; returns one dict of metrics per epoch.
+
+    ``checkpoint``: a file written after every epoch (model, optimizer, data order, random states:
+    :mod:`edgecv.resume`); when it exists at the start, training continues after its last epoch and
+    ends in the same weights as an uninterrupted run. One process only (not under torchrun).
 
     Under torchrun the model is wrapped in DDP (gradients all-reduced, so every rank ends
     with identical weights) and each rank sees its shard of the data.
@@ -114,8 +122,18 @@ def train(
     opt = make_optimizer(params if params is not None else [p for p in model.parameters() if p.requires_grad], cfg)
     loss_fn = loss_fn or default_loss(cfg)
     history: list[dict[str, Any]] = []
-    step = 0
-    for epoch in range(cfg.epochs):
+    step, first = 0, 0
+    rngs: list[Any] = []
+    key = f"{type(model).__name__}:{cfg}"
+    if checkpoint is not None:
+        from edgecv import resume
+
+        if D.is_dist():
+            raise UserError("training checkpoints (--resume) run in one process, not under torchrun")
+        rngs = resume.random_states(train_ds)
+        if Path(checkpoint).is_file():
+            first, step, history = resume.load(checkpoint, model=model, opt=opt, gen=gen, rngs=rngs, key=key)
+    for epoch in range(first, cfg.epochs):
         if step >= total:
             break
         if sampler is not None:
@@ -151,6 +169,9 @@ def train(
                         if k in ("top1", "top5", "loss")})
         log.info("epoch %s", rec)
         history.append(rec)
+        if checkpoint is not None:
+            resume.save(checkpoint, model=model, opt=opt, gen=gen, rngs=rngs, epoch=epoch + 1, step=step,
+                        history=history, key=key)
     D.barrier()
     return history
 

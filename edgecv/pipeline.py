@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import copy
 import importlib.resources
+import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +128,10 @@ def build_decoded(state: dict[str, torch.Tensor], meta: dict[str, Any], *, fake_
         spec = get_spec(meta["model"])
         kwargs = model_kwargs_of(meta, "the compressed file's metadata")
         model = create_model(spec.name, num_classes=int(meta.get("num_classes", spec.num_classes)), **kwargs)
+    if meta.get("pruned_shapes"):  # channel-pruned: the tensors' shapes are the model's new widths
+        from edgecv.models.reshape import fit_shapes
+
+        fit_shapes(model, state)
     if fake_quant and meta.get("quantizers"):
         model = restore_fake_quant(model, meta["quantizers"])
     elif not fake_quant or not meta.get("quantizers"):
@@ -165,7 +171,8 @@ class Compressed:
 def compress_module(model: nn.Module, rec: Any, *, meta: dict[str, Any], train_ds: Any = None, eval_ds: Any = None,
                     calib_ds: Any = None, seed: int = 0, input_size: tuple[int, int, int] | None = None,
                     model_name: str | None = None, teacher: nn.Module | None = None,
-                    template: nn.Module | None = None, progress: Progress | None = None) -> Compressed:
+                    template: nn.Module | None = None, progress: Progress | None = None,
+                    resume_dir: str | os.PathLike | None = None) -> Compressed:
     """Run the recipe ``rec`` on ``model`` (any ``nn.Module``; recipe targets are module-name patterns
     and the selectors conv / fc), encode the result and check the encoding.
 
@@ -186,8 +193,9 @@ def compress_module(model: nn.Module, rec: Any, *, meta: dict[str, Any], train_d
         timings["eval_before"] = time.perf_counter() - t0
     _attach_teacher(rec, teacher)
     ctx = Context(model_name=model_name, train_data=train_ds, eval_data=eval_ds, seed=seed, progress=progress,
-                  input_size=input_size)
+                  input_size=input_size, resume_dir=None if resume_dir is None else str(resume_dir))
     ctx.calib_data = calib_ds  # type: ignore[attr-defined]  # read by the quantize stage
+    shapes0 = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
     model = rec.run(model, ctx)
     timings["stages"] = time.perf_counter() - t0
@@ -195,6 +203,9 @@ def compress_module(model: nn.Module, rec: Any, *, meta: dict[str, Any], train_d
 
     t0 = time.perf_counter()
     meta = dict(meta)
+    reshaped = sum(1 for k, v in model.state_dict().items() if k in shapes0 and tuple(v.shape) != shapes0[k])
+    if reshaped:  # structured pruning: decoding rebuilds the widths from the stored shapes
+        meta["pruned_shapes"] = reshaped
     qmeta = quantizer_meta(model)
     if qmeta:
         meta["quantizers"] = qmeta
@@ -269,8 +280,13 @@ def compress(
     train_limit: int | None = None,
     input_size: int | None = None,
     progress: Progress | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run ``recipe`` on ``model_name`` and write the compressed file to ``out``.
+
+    Training stages checkpoint every epoch in ``.OUT.resume/`` beside ``out`` (removed when the file
+    is written); ``resume=True`` continues an interrupted run from there, to the same file as an
+    uninterrupted run with the same inputs and seed (without it, old checkpoints are discarded).
 
     ``model_name``: a zoo name, or a user's model by import path (``mypkg.nets:build_net``, see
     :func:`edgecv.compress`). ``weights``: a weights file, or a tag of :mod:`edgecv.pretrained`
@@ -346,10 +362,15 @@ def compress(
         meta["weights"] = str(wcfg["weights"])
     if model_kwargs:
         meta["model_kwargs"] = model_kwargs
+    run = {"model": spec.name, "recipe": Path(recipe_path).read_text() if Path(recipe_path).is_file() else str(recipe_path),
+           "bits": bits, "weights": str(weights), "data": data, "seed": seed, "eval_limit": eval_limit,
+           "train_limit": train_limit, "input_size": input_size}
+    rdir = _resume_dir(out, run, resume)
     res = compress_module(model, rec, meta=meta, train_ds=train_ds, eval_ds=eval_ds, calib_ds=calib_ds, seed=seed,
                           input_size=(spec.input_size[0], input_size, input_size) if input_size else None,
-                          model_name=spec.name, progress=progress)
+                          model_name=spec.name, progress=progress, resume_dir=rdir)
     atomic_write(out, lambda tmp: Path(tmp).write_bytes(res.blob), nbytes=len(res.blob))
+    shutil.rmtree(rdir, ignore_errors=True)
     timings.update(res.report.pop("timings_s"))
     size_b = out.stat().st_size
     report: dict[str, Any] = {
@@ -372,6 +393,28 @@ def _file_holds(codes: dict[str, Any], qmeta: dict[str, Any] | None) -> dict[str
         out["affine_int" if isinstance(v, AffineCode) else "codebook" if isinstance(v, LayerCode) else "raw"] += 1
     out["activation_quantizers"] = sum(len(names) for _, names in qmeta["hooks"]) if qmeta else 0
     return out
+
+
+def _resume_dir(out: Path, run: dict[str, Any], resume: bool) -> Path:
+    """The checkpoint folder of this run; with ``resume`` it must have been made by the same inputs."""
+    from edgecv.checkpoint import write_json
+    from edgecv.resume import run_dir
+
+    rdir = run_dir(out)
+    stamp = rdir / "run.json"
+    if rdir.exists():
+        same = stamp.is_file() and json.loads(stamp.read_text() or "{}") == json.loads(json.dumps(run))
+        if resume and not same:
+            raise UserError(f"--resume: {rdir} holds checkpoints of a run with other inputs (model, recipe, weights, "
+                            f"data, seed or limits); rerun with those, or without --resume to start over")
+        if not resume:
+            shutil.rmtree(rdir)
+    elif resume:
+        log.warning("--resume: no checkpoints in %s, starting from the beginning", rdir)
+    rdir.mkdir(parents=True, exist_ok=True)
+    if not stamp.is_file():
+        write_json(stamp, run)
+    return rdir
 
 
 def decompress(path: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:

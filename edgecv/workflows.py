@@ -141,6 +141,10 @@ def resolve_weights(model_name: str, weights: str | os.PathLike | None, *, num_c
         model = create_model(spec.name, num_classes=num_classes, **kw)
     except TypeError as e:
         raise UserError(f"{weights}: {spec.name} does not take the options {kw} ({e})") from None
+    if meta.get("pruned_shapes"):  # decompressed from a channel-pruned .edc: its tensors give the widths
+        from edgecv.models.reshape import fit_shapes
+
+        fit_shapes(model, state)
     load_weights(model, weights, state=state)
     cfg["num_classes"] = int(num_classes or spec.num_classes)
     cfg["weights"] = str(weights)

@@ -287,7 +287,7 @@ class _Server(socketserver.ThreadingTCPServer):
             binary, flags = args[1], args[2:]
             if binary not in dev.files and binary not in dev.executables:
                 return b"", f"/system/bin/sh: {binary}: not found\n".encode(), 127
-            graph = next((f.split("=", 1)[1] for f in flags if f.startswith("--graph=")), None)
+            graph = next((f.split("=", 1)[1] for f in flags if f.startswith(("--graph=", "--model_path="))), None)
             if graph is None or graph not in dev.files:
                 return (f"STARTING!\nGraph: [{graph}]\nERROR: Could not open '{graph}'.\n"
                         "ERROR: Benchmarking failed.\n").encode(), b"", 1

@@ -46,7 +46,10 @@ def test_broken_model_files_are_one_line(tmp_path, capsys, clean_tmp):
         "random.onnx": os.urandom(5000),
         "random.tflite": os.urandom(5000),
         "truncated.onnx": onnx[: len(onnx) // 2],
-        "onnx_named.tflite": onnx,  # the full script list also had empty and header-only flatbuffers
+        "onnx_named.tflite": onnx,
+        "empty.onnx": b"",
+        # a TFLite flatbuffer header (root offset, "TFL3") whose root table points far past the end
+        "header_only.tflite": (0x7FFFFFF0).to_bytes(4, "little") + b"TFL3" + b"\0" * 24,
     }
     for name, data in cases.items():
         f = tmp_path / name

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, needs_shared
+from tests.conftest import REPO
 
 
 def _run(argv: list[str], tmp: Path, limit: int | None, py: bool = False) -> subprocess.CompletedProcess[str]:
@@ -58,8 +58,8 @@ def test_compress_over_file_size_limit(tmp_path):
 def test_decompress_over_file_size_limit(tmp_path, edc):
     out = tmp_path / "out" / "w.safetensors"
     line = _one_error_line(_run(["decompress", str(edc), "-o", str(out)], tmp_path, 100_000))
-    assert str(out) in line and "nothing was written" in line, line
-    assert _left(tmp_path / "out") == []
+    assert str(out) in line and "needs at least 246,824 bytes" in line and "nothing was written" in line, line
+    assert _left(tmp_path / "out") == []  # neither the weights nor their sidecar
 
 
 def test_export_over_file_size_limit_cleans_working_folder(tmp_path):
@@ -87,12 +87,21 @@ def test_download_over_file_size_limit(tmp_path):
     assert [n for n in _left(tmp_path / "out") if not n.endswith(".lock")] == []
 
 
-@needs_shared
 def test_train_over_file_size_limit(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    import edgecv
+
+    for i in range(24):  # a 2-class image folder: train/ and test/ (no shared data needed)
+        d = tmp_path / "toy" / ("train" if i % 3 else "test") / f"c{i % 2}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((32, 32, 3), i * 9, np.uint8)).save(d / f"{i}.png")
     out = tmp_path / "out" / "t.safetensors"
-    argv = ["train", "lenet5", "--data", "mnist", "--epochs", "1", "--max-steps", "1", "--limit", "64", "-o", str(out)]
-    line = _one_error_line(_run(argv, tmp_path, 100_000))
-    assert str(out) in line and "needs at least 246,824 bytes" in line, line  # 61,706 float32 weights
+    argv = ["train", "resnet20", "--data", str(tmp_path / "toy"), "--epochs", "1", "--max-steps", "1", "-o", str(out)]
+    line = _one_error_line(_run(argv, tmp_path, 400_000))
+    weights = sum(v.numel() * v.element_size() for v in edgecv.create_model("resnet20", num_classes=2).state_dict().values())
+    assert str(out) in line and f"needs at least {weights:,} bytes" in line and "ulimit -f" in line, line
     assert _left(tmp_path / "out") == []
 
 

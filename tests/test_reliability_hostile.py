@@ -83,6 +83,23 @@ def _gzip_bomb(name: str, size: int) -> bytes:
     return raw.getvalue()
 
 
+def _gzip_bomb_many(n: int, size: int) -> bytes:
+    """A 2.5 MB .tar.gz of ``n`` members of ``size`` zero bytes each (each under the per-image limit,
+    together 2.4 GB: past the 2 GiB address-space limit). Built in milliseconds: after a full flush
+    the deflate bytes of 1 MiB of zeros are the same every time, so they are repeated, not recompressed.
+    The gzip trailer's CRC is left 0: a reader must refuse the archive long before reaching it."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    out, zeros = [b"\x1f\x8b\x08\x00\0\0\0\0\x00\xff"], b""
+    for i in range(n):
+        ti = tarfile.TarInfo(f"toy/c{i % 2}/bomb{i}.png")
+        ti.size = size
+        out.append(c.compress(ti.tobuf(format=tarfile.GNU_FORMAT)) + c.flush(zlib.Z_FULL_FLUSH))
+        zeros = zeros or c.compress(b"\0" * (1 << 20)) + c.flush(zlib.Z_FULL_FLUSH)
+        out.append(zeros * (size >> 20))
+    out.append(c.compress(b"\0" * 1024) + c.flush(zlib.Z_FINISH) + struct.pack("<II", 0, 0))
+    return b"".join(out)
+
+
 def _pixel_bomb(w: int = 40000, h: int = 40000) -> bytes:
     """A PNG declaring w x h pixels (1.6 G) in a few dozen bytes."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -108,6 +125,7 @@ def archives(outside: Path) -> dict[str, tuple[bytes, str, str]]:
         "fifo.tar": (tar_of(g, [_special("toy/c0/pipe.png", tarfile.FIFOTYPE)]), "ok:6", ""),
         "huge_declared.tar": (_huge_header("toy/c0/big.png", 1 << 40), "error", "declares"),
         "gzip_bomb.tar.gz": (_gzip_bomb("toy/c0/bomb.png", 300 << 20), "error", "declares"),
+        "gzip_bomb_many.tar.gz": (_gzip_bomb_many(12, 200 << 20), "error", "more than edgecv reads into memory"),
         "pixel_bomb.tar": (tar_of({**g, "toy/c1/bomb.png": _pixel_bomb()}), "error", "cannot decode image"),
         "truncated.tar.xz": (xz[: len(xz) // 2], "error", "cannot read archive"),
         "truncated.tar": (tar_of(g)[:3000], "error", "cannot read archive"),

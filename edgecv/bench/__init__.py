@@ -11,24 +11,45 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgecv.bench.base import Runner
-from edgecv.bench.executorch_runner import ExecuTorchRunner
-from edgecv.bench.litert_runner import LiteRTRunner
-from edgecv.bench.ort_runner import OrtRunner
-from edgecv.bench.torch_runner import TorchRunner
+from typing import TYPE_CHECKING
+
 from edgecv.errors import UserError
 from edgecv.progress import Progress
 from edgecv.registry import Registry
 
+if TYPE_CHECKING:
+    from edgecv.bench.base import Runner
+
 log = logging.getLogger(__name__)
 
-RUNNERS: Registry[type[Runner]] = Registry("runner")
-RUNNERS.add("torch", TorchRunner)
-RUNNERS.add("onnxruntime", OrtRunner)
-RUNNERS.add("litert", LiteRTRunner)
-RUNNERS.add("executorch", ExecuTorchRunner)
-RUNNERS.alias("ort", "onnxruntime")
-RUNNERS.alias("tflite", "litert")
+
+def _runners() -> Registry[type[Runner]]:
+    """The runner registry, built on first use (``edgecv devices`` needs no numpy/runtime import)."""
+    from edgecv.bench.executorch_runner import ExecuTorchRunner
+    from edgecv.bench.litert_runner import LiteRTRunner
+    from edgecv.bench.ort_runner import OrtRunner
+    from edgecv.bench.torch_runner import TorchRunner
+
+    reg: Registry[type[Runner]] = Registry("runner")
+    reg.add("torch", TorchRunner)
+    reg.add("onnxruntime", OrtRunner)
+    reg.add("litert", LiteRTRunner)
+    reg.add("executorch", ExecuTorchRunner)
+    reg.alias("ort", "onnxruntime")
+    reg.alias("tflite", "litert")
+    return reg
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: RUNNERS and Runner are imported lazily
+    if name == "RUNNERS":
+        globals()["RUNNERS"] = _runners()
+        return globals()["RUNNERS"]
+    if name == "Runner":
+        from edgecv.bench.base import Runner
+
+        return Runner
+    raise AttributeError(f"module 'edgecv.bench' has no attribute {name!r}")
+
 
 FORMATS = {"torch": "torch", "onnx": "onnxruntime", "tflite": "litert", "executorch": "executorch"}
 _SUFFIX = {".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch", ".safetensors": "torch"}
@@ -60,7 +81,7 @@ def _export(name: str, fmt: str, out_dir: Path, *, precision: str | None, input_
     except ImportError:
         raise UserError(f"benchmarking {name} as {fmt} needs `edgecv export` (edgecv.export), which this "
                         f"install lacks; pass a .{fmt} file instead") from None
-    out = out_dir / f"{name}.{fmt}"
+    out = out_dir / f"{name}.{ {'executorch': 'pte'}.get(fmt, fmt)}"
     kw: dict[str, Any] = {"out": out, "precision": precision or "fp32", "weights": weights, "calib": calib,
                           "progress": progress}
     if input_size:

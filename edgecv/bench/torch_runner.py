@@ -45,9 +45,18 @@ class TorchRunner(Runner):
         from edgecv.models import get_spec
         from edgecv.workflows import resolve_weights
 
+        from edgecv.usermodel import is_import_path, load_user_model, size_of
+
         name, weights = self._model_name_and_weights()
-        self.spec = get_spec(name)
-        model, cfg = resolve_weights(name, weights, seed=self.seed)  # a file or a table tag, with its options
+        if is_import_path(name):  # a user's model: mypkg.nets:build_net [--weights FILE]
+            model, cfg = load_user_model(name, weights)
+            size = size_of(model, cfg=cfg, input_size=self.input_size[-2:] if self.input_size else None, name=name)
+            from types import SimpleNamespace
+
+            self.spec = SimpleNamespace(name=name, input_size=size)  # what prepare_inputs / info read
+        else:
+            self.spec = get_spec(name)
+            model, cfg = resolve_weights(name, weights, seed=self.seed)  # a file or a table tag, with its options
         model.eval()
         self.weights_input_size = cfg.get("input_size")  # the size the weights were made for
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
@@ -62,6 +71,8 @@ class TorchRunner(Runner):
     def prepare_inputs(self) -> None:
         torch = self._torch
         size = self.input_size or tuple(getattr(self, "weights_input_size", None) or self.spec.input_size)
+        if len(size) == 2:  # --input-size H W: the model's own channel count
+            size = (self.spec.input_size[0], *size)
         g = torch.Generator().manual_seed(self.seed)
         self.x = torch.randn((1, *size[-3:]), generator=g).to(device=self.device, dtype=self._dtype)
 

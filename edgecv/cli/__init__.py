@@ -13,8 +13,11 @@ import click
 from edgecv.cli._app import cli, err_console
 from edgecv.errors import UserError
 
-# explicit registration of the commands (import order = order in `edgecv --help`)
-from edgecv.cli import zoo, train, compress, export, bench  # noqa: E402,F401  isort: skip
+# explicit registration of the commands (import order = order in `edgecv --help`). A command module
+# imports only click/rich at the top and everything else inside its command: `edgecv --help`, `models`,
+# `info`, `inspect` and `devices --no-check` must start in <= 0.5 s (benchmarks/cli_startup.py).
+from edgecv.cli import zoo, train, compress, export, bench, report  # noqa: E402,F401  isort: skip
+from edgecv.cli import arm  # noqa: E402,F401  isort: skip  (edgecv verify-arm)
 
 
 def _one_line(msg: str) -> None:

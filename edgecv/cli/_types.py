@@ -23,12 +23,14 @@ class Float(click.FloatRange):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         rv = super().convert(value, param, ctx)
         if rv is not None and not math.isfinite(rv):
-            self.fail(f"{value!r} is not a finite number in the range {self._describe_range()}", param, ctx)
+            where = f"({self._describe_range()})" if self.min is None and self.max is None \
+                else f"in the range {self._describe_range()}"
+            self.fail(f"{value!r} is not a finite number {where}", param, ctx)
         return rv
 
     def _describe_range(self) -> str:
         if self.min is None and self.max is None:
-            return "of finite numbers"
+            return "any finite value"
         return super()._describe_range()
 
 

@@ -42,7 +42,7 @@ def _raw_rows_collapsed(rows: list[dict]) -> list[dict]:
 
 
 @cli.command("compress")
-@click.argument("model")
+@click.argument("model", metavar="MODEL|PKG.MODULE:FN")
 @click.option("--recipe", default=None, help="Recipe YAML (default: the model's recipe in recipes/, else the generic one).")
 @click.option("--bits", type=T.BITS, default=None, help="Bit width of the recipe's share/quantize stages (e.g. 8 or 6).")
 @click.option("--weights", default=None,
@@ -56,10 +56,15 @@ def _raw_rows_collapsed(rows: list[dict]) -> list[dict]:
 @click.option("--input-size", type=T.SIZE, default=None)
 @click.option("--max-drop", type=T.percent(), default=None,
               help="Accuracy gate: after writing the file and --json, exit 3 when top-1 drops by more than PP points.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run from its per-epoch checkpoints (.OUT.resume/ beside -o); same file as an uninterrupted run.")
 def compress_cmd(model: str, recipe: str | None, bits: int | None, weights: str | None, data: str | None,
                  out: str | None, json_out: str | None, seed: int, eval_limit: int | None, train_limit: int | None,
-                 input_size: int | None, max_drop: float | None) -> None:
+                 input_size: int | None, max_drop: float | None, resume: bool = False) -> None:
     """Compress MODEL with a recipe (Deep Compression, int8 quantization...) into a real file; report its bytes.
+
+    MODEL is a zoo name or your own model by import path (mypkg.nets:build_net: a class, or a
+    function returning an nn.Module, called without arguments; --weights .safetensors/.pth).
 
     Exit codes: 0 done, 2 bad input, 3 (with --max-drop) the top-1 drop exceeded PP.
     """
@@ -68,9 +73,12 @@ def compress_cmd(model: str, recipe: str | None, bits: int | None, weights: str 
 
     if max_drop is not None and data is None:
         raise UserError("--max-drop needs --data to measure the accuracy before and after")
-    out = out or f"{get_spec(model).name}.edc"
+    from edgecv.usermodel import is_import_path
+
+    out = out or f"{model.split(':')[-1] if is_import_path(model) else get_spec(model).name}.edc"
     rep = compress(model, out=out, recipe=recipe, bits=bits, weights=weights, data=data, seed=seed,
-                   eval_limit=eval_limit, train_limit=train_limit, input_size=input_size, progress=make_progress())
+                   eval_limit=eval_limit, train_limit=train_limit, input_size=input_size, progress=make_progress(),
+                   resume=resume)
     console.print(_size_table(f"{rep['model']} — recipe {rep['recipe']}" + (f", --bits {bits}" if bits else ""),
                               _raw_rows_collapsed(rep["layers"]), rep["totals"]))
     mb = 1 << 20

@@ -30,7 +30,8 @@ from edgecv.cli._app import cli, console, emit_json, make_progress
 def export_cmd(source: str, fmt: str, precision: str, weights: str | None, calib: str | None,
                input_size: tuple[int, int] | None, min_agreement: float, per_tensor: bool, calib_images: int | None,
                no_bias_correction: bool, out: str, json_out: str | None) -> None:
-    """Export SOURCE (a model name, checkpoint or .edc file) and check it against PyTorch in its runtime."""
+    """Export SOURCE (a model name, checkpoint, .edc file, or your model by import path PKG.MODULE:FN with
+    --weights FILE and --input-size H W) and check it against PyTorch in its runtime."""
     from edgecv.export import export
 
     rep = export(source, fmt, out=out, precision=precision, input_size=tuple(input_size) if input_size else None,

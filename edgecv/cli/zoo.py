@@ -18,13 +18,15 @@ from edgecv.cli._app import fmt_count, cli, console
 @click.argument("pattern", required=False)
 def models_cmd(as_json: bool, family: str | None, only_pretrained: bool, pattern: str | None) -> None:
     """List the model zoo: name, family, params, MACs, input size, published weights."""
+    import fnmatch
+
     from edgecv import pretrained
-    from edgecv.models import list_models, model_info
+    from edgecv.zoo_index import model_rows  # no torch import when the shipped index is current
 
     if only_pretrained:
         _pretrained_table(pattern, family, as_json)
         return
-    rows = [model_info(n) for n in list_models(pattern)]
+    rows = [r for r in model_rows() if pattern is None or fnmatch.fnmatch(r["name"], pattern)]
     rows = [r for r in rows if family is None or r["family"] == family]
     for r in rows:
         r["pretrained"] = [f"{p.tag} ({p.source})" for p in pretrained.tags_for(r["name"])]
@@ -72,16 +74,21 @@ def _pretrained_table(pattern: str | None, family: str | None, as_json: bool) ->
 @click.option("--num-classes", type=T.count(), default=None)
 def info_cmd(model: str, as_json: bool, input_size: tuple[int, int] | None, num_classes: int | None) -> None:
     """Per-layer table of MODEL: output shape, params, MACs."""
-    from edgecv.inspect_model import describe
-    from edgecv.models import get_spec
+    if input_size or num_classes:  # counted now, with torch
+        from edgecv.inspect_model import describe
+        from edgecv.models import get_spec
 
-    spec = get_spec(model)
-    size = (spec.input_size[0], *input_size) if input_size else None
-    kw = {"num_classes": num_classes} if num_classes else {}
-    d = describe(model, input_size=size, **kw)
+        spec = get_spec(model)
+        size = (spec.input_size[0], *input_size) if input_size else None
+        kw = {"num_classes": num_classes} if num_classes else {}
+        d = describe(model, input_size=size, **kw)
+    else:  # the default size: the zoo index (no torch import when it is current)
+        from edgecv.zoo_index import describe as indexed
+
+        d = indexed(model)
     from edgecv import pretrained
 
-    d["pretrained"] = [r for r in pretrained.table_rows() if r["model"] == spec.name]
+    d["pretrained"] = [r for r in pretrained.table_rows() if r["model"] == d["name"]]
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return

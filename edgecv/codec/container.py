@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from edgecv.codec import huffman, sparse
 from edgecv.codec.base import AffineCode, CodecError, LayerCode
@@ -39,27 +40,44 @@ RAW, DENSE, SPARSE, AFFINE = 0, 1, 2, 3
 LINES = 0x10  # sparse tag flag: live-row / live-column bitmaps follow the entry count (docs/format.md)
 KINDS = {RAW: "raw", DENSE: "dense", SPARSE: "sparse", AFFINE: "affine"}
 
-# raw dtype code -> (name, little-endian numpy dtype of the stored bytes, torch dtype)
-DTYPES: dict[int, tuple[str, str, torch.dtype]] = {
-    0: ("float32", "<f4", torch.float32), 1: ("float16", "<f2", torch.float16),
-    2: ("bfloat16", "<i2", torch.bfloat16), 3: ("float64", "<f8", torch.float64),
-    4: ("int64", "<i8", torch.int64), 5: ("int32", "<i4", torch.int32),
-    6: ("int16", "<i2", torch.int16), 7: ("int8", "i1", torch.int8),
-    8: ("uint8", "u1", torch.uint8), 9: ("bool", "u1", torch.bool),
+if TYPE_CHECKING:
+    import torch
+
+# raw dtype code -> (name = the torch dtype's name, little-endian numpy dtype of the stored bytes).
+# torch is imported only to encode or decode tensors: `edgecv inspect` (parse) runs without it.
+DTYPES: dict[int, tuple[str, str]] = {
+    0: ("float32", "<f4"), 1: ("float16", "<f2"), 2: ("bfloat16", "<i2"), 3: ("float64", "<f8"),
+    4: ("int64", "<i8"), 5: ("int32", "<i4"), 6: ("int16", "<i2"), 7: ("int8", "i1"),
+    8: ("uint8", "u1"), 9: ("bool", "u1"),
 }
-_TORCH_CODE = {v[2]: k for k, v in DTYPES.items()}
+
+
+def _torch_code(dtype: Any) -> int | None:
+    import torch
+
+    return {getattr(torch, v[0]): k for k, v in DTYPES.items()}.get(dtype)
+
+
+def _to_torch(arr: np.ndarray, dname: str) -> torch.Tensor:
+    """A raw record's array (bool as numpy bool, bfloat16 as its int16 bits) as the torch tensor it stands for."""
+    import torch
+
+    t = torch.from_numpy(arr)
+    return t.view(torch.bfloat16) if dname == "bfloat16" else t
 
 
 # --- encoding ---------------------------------------------------------------------------
 
 def _raw_bytes(name: str, t: np.ndarray | torch.Tensor) -> tuple[int, tuple[int, ...], bytes]:
+    import torch
+
     if isinstance(t, np.ndarray):
         try:
             t = torch.from_numpy(np.ascontiguousarray(t, dtype=t.dtype.newbyteorder("=")))
         except (TypeError, ValueError):
             raise CodecError(f"tensor {name!r}: numpy dtype {t.dtype} cannot be stored; "
                              f"use one of {', '.join(v[0] for v in DTYPES.values())}") from None
-    code = _TORCH_CODE.get(t.dtype)
+    code = _torch_code(t.dtype)
     if code is None:
         raise CodecError(f"tensor {name!r}: dtype {t.dtype} cannot be stored; "
                          f"use one of {', '.join(v[0] for v in DTYPES.values())}")
@@ -90,6 +108,8 @@ def _encode_record(name: str, obj: LayerCode | np.ndarray | torch.Tensor) -> byt
     name_b = name.encode("utf-8") if isinstance(name, str) else b""
     if not 1 <= len(name_b) <= MAX_NAME_BYTES:
         raise CodecError(f"tensor name {name!r} must be a non-empty str of at most {MAX_NAME_BYTES} UTF-8 bytes")
+    import torch
+
     if isinstance(obj, (np.ndarray, torch.Tensor)):
         code, shape, payload = _raw_bytes(name, obj)
         if len(shape) > 8:
@@ -176,7 +196,7 @@ class Record:
     name: str
     kind: int
     shape: tuple[int, ...]
-    value: LayerCode | AffineCode | torch.Tensor
+    value: LayerCode | AffineCode | np.ndarray  # raw tensors as numpy (see _to_torch)
     dtype: str = "float32"
     entries: int = 0
     values_huffman: bool = False
@@ -231,17 +251,16 @@ def _read_record(r: Reader, budget: list[int]) -> Record:
     budget[0] -= numel
     sizes = dict.fromkeys(("values", "index", "codebook", "tables", "header", "raw"), 0)
     if kind == RAW:
-        dname, le, tdt = DTYPES[hi]
+        dname, le = DTYPES[hi]
         sizes["header"] = r.pos - start
         nbytes = numel * np.dtype(le).itemsize
         buf = np.frombuffer(r.take(nbytes, f"{name}: raw data"), dtype=le)
         sizes["raw"] = nbytes
-        if tdt == torch.bool and buf.size and buf.max() > 1:
+        if dname == "bool" and buf.size and buf.max() > 1:
             raise CodecError(f"corrupt file: bool tensor {name!r} holds bytes other than 0/1")
         arr = buf.astype(buf.dtype.newbyteorder("="))
-        t = torch.from_numpy(arr.astype(np.bool_) if tdt == torch.bool else arr)
-        t = (t.view(torch.bfloat16) if tdt == torch.bfloat16 else t).reshape(shape)
-        return Record(name, kind, shape, t, dtype=dname, sizes=sizes)
+        arr = (arr.astype(np.bool_) if dname == "bool" else arr).reshape(shape)
+        return Record(name, kind, shape, arr, dtype=dname, sizes=sizes)  # numpy: decode_codes makes it torch
     widths = r.u8(f"{name}: widths")
     bits, index_bits = (widths >> 4) + 1, (widths & 15) + 1
     if kind == AFFINE:
@@ -357,7 +376,7 @@ def decode_codes(data: bytes, *, max_numel: int = MAX_TOTAL_NUMEL
                  ) -> tuple[dict[str, LayerCode | AffineCode | torch.Tensor], dict[str, Any]]:
     """Decode to the codec's input form: LayerCodes (without code-0 kept weights), AffineCodes and raw tensors."""
     meta, records, _ = parse(data, max_numel=max_numel)
-    return {rec.name: rec.value for rec in records}, meta
+    return {rec.name: _to_torch(rec.value, rec.dtype) if rec.kind == RAW else rec.value for rec in records}, meta
 
 
 def decode_model(data: bytes, *, max_numel: int = MAX_TOTAL_NUMEL) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -366,6 +385,8 @@ def decode_model(data: bytes, *, max_numel: int = MAX_TOTAL_NUMEL) -> tuple[dict
     ``max_numel`` bounds the total elements decoded (protects against hostile files).
     Raises :class:`CodecError` for any malformed, truncated or modified input.
     """
+    import torch
+
     codes, meta = decode_codes(data, max_numel=max_numel)
     out = {name: torch.from_numpy(v.to_numpy()) if isinstance(v, (LayerCode, AffineCode)) else v
            for name, v in codes.items()}

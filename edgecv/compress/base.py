@@ -61,6 +61,9 @@ class Context:
     report: dict[str, Any] = field(default_factory=dict)
     input_size: tuple[int, ...] | None = None  # (C, H, W); default: the zoo spec of model_name
     workers: int = 0
+    original: nn.Module | None = None  # the frozen uncompressed model (teacher of `distill_from: original`)
+    resume_dir: str | None = None  # per-epoch training checkpoints (`edgecv compress --resume`)
+    train_runs: int = 0  # retraining runs so far (names their checkpoints)
 
     def __post_init__(self) -> None:
         if self.progress is None:
@@ -178,7 +181,13 @@ def _literal_words(cls: type, name: str) -> set[str]:
 # --------------------------------------------------------------------------- retraining
 @dataclass
 class TrainOptions:
-    """Retraining settings shared by the stages (passed to ``edgecv.engine.train``)."""
+    """Retraining settings shared by the stages (passed to ``edgecv.engine.train``).
+
+    ``distill_from: original`` fine-tunes by distillation from the uncompressed model (the model
+    the recipe started from, frozen): the loss is ``alpha * T^2 * H(teacher, student) + (1 - alpha)
+    * CE(labels)`` (:mod:`edgecv.compress.distill`) with ``distill_temperature`` T and
+    ``distill_alpha``; the default alpha 1.0 uses no labels at all, so any images of the right kind
+    (Tiny ImageNet for an ImageNet model, a user's own photos) recover the compressed model."""
 
     lr: float = 0.001
     batch_size: int = 128
@@ -187,6 +196,9 @@ class TrainOptions:
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr_schedule: Literal["cosine", "constant", "step"] = "cosine"
     max_steps: int | None = None
+    distill_from: Literal["none", "original"] = "none"
+    distill_temperature: float = 4.0
+    distill_alpha: float = 1.0
 
 
 class MaskedTraining:
@@ -302,16 +314,41 @@ def retrain(model: nn.Module, ctx: Context, opts: TrainOptions, epochs: int, *, 
         return []
     from edgecv.engine import TrainConfig, train
 
+    if loss_fn is None and opts.distill_from == "original":
+        loss_fn = _original_teacher_loss(ctx, opts, what)
+
     cfg = TrainConfig(epochs=epochs, batch_size=opts.batch_size, lr=opts.lr, optimizer=opts.optimizer,
                       momentum=opts.momentum, weight_decay=opts.weight_decay, schedule=opts.lr_schedule,
                       seed=ctx.seed, device=ctx.device, max_steps=opts.max_steps, workers=ctx.workers)
     model.to(ctx.device)
+    ctx.train_runs += 1
+    checkpoint = None
+    if ctx.resume_dir is not None:  # the same recipe and seed give the same run numbers, so a rerun finds them
+        import re
+        from pathlib import Path
+
+        slug = re.sub(r"[^a-z0-9]+", "-", what.lower()).strip("-")
+        checkpoint = Path(ctx.resume_dir) / f"train{ctx.train_runs:02d}-{slug}.safetensors"
     with MaskedTraining(model, ctx, centroid_reduce=centroid_reduce) as mt:
         mt.step_hook(model)  # start from exactly masked / shared weights
         hist = train(model, ctx.train_data, cfg, step_hooks=[mt.step_hook], params=mt.params(),
-                     progress=ctx.progress, loss_fn=loss_fn)
+                     progress=ctx.progress, loss_fn=loss_fn, checkpoint=checkpoint)
     log.info("%s: retrained %d epoch(s): %s", what, epochs, hist[-1] if hist else {})
     return hist
+
+
+def _original_teacher_loss(ctx: Context, opts: TrainOptions, what: str) -> Any:
+    from edgecv.compress.distill import DistillLoss
+
+    if not opts.distill_temperature > 0 or not 0 <= opts.distill_alpha <= 1:
+        raise UserError(f"{what}: distill_temperature must be > 0 and distill_alpha in [0, 1], got "
+                        f"{opts.distill_temperature} and {opts.distill_alpha}")
+    if ctx.original is None:
+        raise UserError(f"{what}: distill_from: original needs the uncompressed model; run the stage through a "
+                        "recipe (Recipe.run keeps a frozen copy) or set ctx.original")
+    log.info("%s: distilling from the uncompressed model (T=%g, alpha=%g)", what, opts.distill_temperature,
+             opts.distill_alpha)
+    return DistillLoss(ctx.original.to(ctx.device), temperature=opts.distill_temperature, alpha=opts.distill_alpha)
 
 
 def check_unit(name: str, value: float, *, low_open: bool = True) -> None:

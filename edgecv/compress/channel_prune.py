@@ -33,7 +33,11 @@ class StructuredPruneConfig(TrainOptions):
     patterns left untouched (the classifier always is); ``importance``: filter norm "l1" or "l2";
     ``global_pruning``: rank channels across layers instead of per layer; ``round_to``: keep channel
     counts multiples of this; ``iterative_steps``: reach ``ratio`` in this many prune+fine-tune
-    steps; ``input_size``: (C, H, W) for tracing and MAC counts (default: the model's)."""
+    steps; ``input_size``: (C, H, W) for tracing and MAC counts (default: the model's);
+    ``bn_images``: after each pruning step, re-estimate every BatchNorm's running statistics on
+    this many images of the training (else calibration) data, labels unused (0 = off): removing
+    channels shifts the statistics the next layers' BNs hold, and this restores much of the accuracy
+    in seconds, before any fine-tuning."""
 
     ratio: float = 0.5
     ratios: dict[str, float] = field(default_factory=dict, metadata=targets())
@@ -44,9 +48,12 @@ class StructuredPruneConfig(TrainOptions):
     iterative_steps: int = 1
     input_size: list[int] | None = None
     finetune_epochs: int = 1
+    bn_images: int = 200
 
     def __post_init__(self) -> None:
         check_unit("ratio", self.ratio, low_open=False)
+        if not 0 <= self.bn_images <= 100_000:
+            raise UserError(f"structured_prune: bn_images must be in [0, 100000], got {self.bn_images}")
         if self.ratio >= 1:
             raise UserError(f"structured_prune: ratio must be < 1, got {self.ratio}")
         for k, v in self.ratios.items():
@@ -72,6 +79,26 @@ def classifier_layers(model: nn.Module, num_classes: int) -> list[nn.Module]:
 
 def _out_size(m: nn.Module) -> int:
     return m.out_features if isinstance(m, nn.Linear) else m.out_channels  # type: ignore[return-value]
+
+
+def _reestimate_bn(model: nn.Module, ctx: Context, n: int) -> int:
+    """BatchNorm statistics re-measured on ``n`` unlabeled images (training data, else calibration data)."""
+    data = ctx.train_data if ctx.train_data is not None else getattr(ctx, "calib_data", None)
+    if n == 0 or data is None:
+        if n:
+            log.warning("structured_prune: no training or calibration images, BatchNorm statistics kept")
+        return 0
+    import numpy as np
+
+    from edgecv.export.calib import recalibrate_bn, spread
+
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    idx = spread(len(data), n)  # spread over the set: every class of a sorted folder is seen
+    images = torch.stack([data[int(i)][0] for i in idx]).numpy().astype(np.float32)
+    model.to("cpu")
+    layers = recalibrate_bn(model, images)
+    model.to(device)
+    return layers
 
 
 @register_stage
@@ -138,6 +165,7 @@ class StructuredPrune(Stage):
                 raise UserError(f"structured_prune: torch-pruning failed on this model "
                                 f"({type(e).__name__}: {e}); try another ratio or `prune`") from e
             log.info("structured_prune step %d/%d: %d params", step + 1, cfg.iterative_steps, count_params(model))
+            bn_layers = _reestimate_bn(model, ctx, cfg.bn_images)
             model.train(was_training)
             history += retrain(model, ctx, cfg, cfg.finetune_epochs, what=f"structured_prune step {step + 1}")
         model.train(was_training)
@@ -146,7 +174,8 @@ class StructuredPrune(Stage):
         changed = {n: [before_shape[n], _out_size(m)] for n, m in after.items()
                    if n in before_shape and before_shape[n] != _out_size(m)}
         report.update({"params_before": p0, "params_after": p1, "macs_before": c0, "macs_after": c1,
-                       "input_size": list(size), "channels": changed, "retrained": bool(history)})
+                       "input_size": list(size), "channels": changed, "retrained": bool(history),
+                       "bn_reestimated_layers": bn_layers})
         if history:
             report["train"] = history[-1]
         log.info("structured_prune: params %d -> %d, MACs %d -> %d", p0, p1, c0, c1)

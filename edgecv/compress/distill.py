@@ -50,12 +50,14 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     """``alpha * T^2 * H(softmax(v/T), softmax(z/T)) + (1 - alpha) * CE(z, y)`` averaged over the
     batch (module docstring); ``z`` = student logits, ``v`` = teacher logits (no gradient)."""
     t = float(temperature)
-    hard = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
     if alpha == 0:
-        return hard
+        return F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
     p = F.softmax(teacher_logits.detach().float() / t, dim=1)
     log_q = F.log_softmax(student_logits.float() / t, dim=1)
     soft = -(p * log_q).sum(1).mean()
+    if alpha == 1:  # soft targets only: the labels are not read (unlabeled images work)
+        return (t * t) * soft
+    hard = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
     return alpha * (t * t) * soft + (1.0 - alpha) * hard
 
 
@@ -82,7 +84,7 @@ class DistillLoss:
             self._checked = True
         loss = distillation_loss(z, v, y, temperature=self.temperature, alpha=self.alpha,
                                  label_smoothing=self.label_smoothing)
-        if isinstance(out, (tuple, list)) and len(out) > 1:
+        if isinstance(out, (tuple, list)) and len(out) > 1 and self.alpha < 1:  # alpha 1: labels unused
             loss = loss + 0.3 * sum(F.cross_entropy(o, y, label_smoothing=self.label_smoothing) for o in out[1:])
         return loss
 

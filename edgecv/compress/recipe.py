@@ -92,6 +92,12 @@ class Recipe:
         self.validate_targets(model)
         if ctx.model_name is None:
             ctx.model_name = self.model
+        if ctx.original is None and any(getattr(st.config, "distill_from", "none") == "original" for st in self.stages):
+            import copy
+
+            from edgecv.compress.distill import freeze
+
+            ctx.original = freeze(copy.deepcopy(model))  # the teacher of `distill_from: original`
         t0 = time.perf_counter()
         for st in self.stages:
             model = st.apply(model, ctx)

@@ -195,9 +195,27 @@ def _unsafe_name(name: str) -> bool:
     return name.startswith("/") or ".." in parts or "\0" in name
 
 
+def _memory_budget() -> int:
+    """Bytes of images one archive may hold in memory: MAX_ARCHIVE_BYTES, at most half the RAM and
+    half of what an address-space limit (ulimit -v) leaves, so a decompression bomb of many
+    plausible-sized members is refused in one line instead of ending in MemoryError or swap."""
+    import resource
+
+    budget = MAX_ARCHIVE_BYTES
+    with contextlib.suppress(OSError, ValueError):
+        budget = min(budget, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2)
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft != resource.RLIM_INFINITY:
+        used = 0
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            used = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        budget = min(budget, max(soft - used, 0) // 2)
+    return budget
+
+
 def _read_members(path: Path) -> dict[str, bytes]:
     members: dict[str, bytes] = {}
-    total, links = 0, 0
+    total, links, budget = 0, 0, _memory_budget()
     try:
         with tarfile.open(path, mode="r|*") as tf:  # streaming: one sequential pass; nothing is extracted
             for m in tf:
@@ -213,15 +231,19 @@ def _read_members(path: Path) -> dict[str, bytes]:
                     raise UserError(f"archive {path}: member {m.name[:200]!r} declares {m.size:,} bytes, over "
                                     f"the {MAX_MEMBER_BYTES >> 20} MiB an image may have; refusing it")
                 total += m.size
-                if total > MAX_ARCHIVE_BYTES:
-                    raise UserError(f"archive {path} holds over {MAX_ARCHIVE_BYTES >> 30} GiB of "
-                                    "images; extract it and pass the directory instead")
+                if total > budget:
+                    raise UserError(f"archive {path} holds over {budget:,} bytes of images, more than edgecv "
+                                    "reads into memory here; extract it and pass the directory instead")
                 f = tf.extractfile(m)
                 if f is not None:
                     members[m.name] = f.read()
     except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zlib.error) as e:
         raise UserError(f"cannot read archive {path}: {e}; check the file or re-download it") \
             from e
+    except MemoryError:
+        members.clear()
+        raise UserError(f"archive {path} does not fit in memory ({total:,} bytes of images declared); "
+                        "extract it and pass the directory instead") from None
     if links:
         log.warning("archive %s: ignored %d symbolic/hard link member(s) (never followed)", path, links)
     return members

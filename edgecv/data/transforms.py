@@ -56,6 +56,13 @@ class RandomState:
     def uniform(self, low: float, high: float) -> float:
         return low + (high - low) * self.generator().random()
 
+    def get_state(self) -> dict[str, Any]:
+        """The main-process generator's state (JSON-able), for resumable training (edgecv.resume)."""
+        return self.generator().bit_generator.state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.generator().bit_generator.state = state
+
     def __getstate__(self) -> dict[str, Any]:  # restart from the seed wherever it is unpickled
         return {"seed": self.seed, "_gen": None, "_owner": None}
 

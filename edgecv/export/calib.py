@@ -87,8 +87,8 @@ def load_real(src: ExportSource, data: str | None, *, n_calib: int | None = None
 def recalibrate_bn(model: torch.nn.Module, images: np.ndarray, batch: int = 25) -> int:
     """Re-estimate every BatchNorm's running statistics on ``images``; returns how many were reset.
 
-    For random-weight models only: their activations shrink layer by layer (1e-7..1e-9 deep in a
-    random MobileNetV3), so int8 scales become tiny and XNNPACK declines the element-wise ops
+    Used after structured pruning (edgecv.compress.channel_prune) and for random-weight models at
+    export. Random weights: activations shrink layer by layer (1e-7..1e-9 deep in a random MobileNetV3), so int8 scales become tiny and XNNPACK declines the element-wise ops
     whose operand scales differ by more than it supports (an int8 MobileNetV3-Small fell apart
     into 17 delegate partitions). With statistics measured on real images every BN output is
     normalised, as in a trained network, and the int8 file is the one a trained model would give
@@ -111,5 +111,5 @@ def recalibrate_bn(model: torch.nn.Module, images: np.ndarray, batch: int = 25) 
         m.train(was_training)
     for m, value in momentum.items():
         m.momentum = value
-    log.info("random weights: BatchNorm statistics of %d layers re-estimated on %d real images", len(bns), len(images))
+    log.info("BatchNorm statistics of %d layers re-estimated on %d real images", len(bns), len(images))
     return len(bns)

@@ -100,7 +100,7 @@ def resolve_source(source: str | os.PathLike, *, weights: str | None = None,
 
         model, cfg = load_user_model(text, weights)
         size = size_of(model, cfg=cfg, input_size=input_size, name=text)
-        src = export_source(model, input_size=size, name=text.split(":")[-1], mean=cfg.get("mean"),
+        src = export_source(model, input_size=size, name=text, mean=cfg.get("mean"),
                             std=cfg.get("std"), data=cfg.get("data"), meta=cfg)
         src.kind, src.trained = ("compressed" if cfg.get("compressed") else "checkpoint") if weights else "module", \
             weights is not None

@@ -1,0 +1,93 @@
+"""Exports checked on real ARM64 kernels: edgecv's fp32 and int8 TFLite files of the real MobileNet v1
+0.25 run on the aarch64 ai-edge-litert wheel under qemu-user (edgecv.verify_arm) and compared with x86.
+
+Needs the arm64 root of scripts/build_arm_root.sh (scripts/setup.sh builds it when run as root, ~1 min)
+and qemu-user-static; without them the emulated tests skip and say which is missing. Nothing here is
+a latency: wall times under emulation are reported as such.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from edgecv.errors import UserError
+from edgecv.verify_arm import arm_root, check_root, compare
+
+ROOT = arm_root()
+_why = ("qemu-aarch64-static not installed: apt-get install qemu-user-static" if shutil.which("qemu-aarch64-static")
+        is None else None if (ROOT / "usr/bin/python3.11").exists() else
+        f"no arm64 root at {ROOT}: run scripts/build_arm_root.sh (as root, ~1 min; setup.sh does it as root)")
+needs_root = pytest.mark.skipif(_why is not None, reason=_why or "")
+
+
+@pytest.fixture(scope="module")
+def v1_files(tmp_path_factory, shared):
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert not installed: pip install 'edgecv[tflite]'")
+    from edgecv.export import export
+
+    d = tmp_path_factory.mktemp("arm")
+    fp32 = export("mobilenet_v1_025", "tflite", out=d / "v1.tflite", weights="imagenet-tf")["file"]
+    int8 = export("mobilenet_v1_025", "tflite", out=d / "v1.int8.tflite", precision="int8", weights="imagenet-tf",
+                  calib_images=64, min_agreement=85)["file"]
+    return fp32, int8
+
+
+@needs_root
+def test_fp32_and_int8_tflite_match_x86_on_arm64_kernels(v1_files, tmp_path):
+    from edgecv.cli import main
+    import json
+
+    out = tmp_path / "arm.json"
+    assert main(["verify-arm", *v1_files, "--images", "40", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    fp32, int8 = rep["files"]
+    assert rep["passed"] and rep["qemu_cpu"] == "max,sme=off" and "not a device latency" in rep["note"]
+    assert fp32["precision"] == "fp32" and fp32["n_images"] == 40 and fp32["rel"] <= 1e-4
+    assert int8["precision"] == "int8" and int8["agreement_pct"] >= 99.5 and int8["n_images"] == 40
+    for f in (fp32, int8):  # XNNPACK took the graph on ARM (trap 1: without an ARM cpuinfo it silently does not)
+        assert f["delegation_arm"]["delegate_partitions"] == 1 and f["delegation_arm"]["undelegated_ops"] == {}
+        assert f["delegation_arm"] == f["delegation_x86"]
+
+
+@needs_root
+def test_sme_cpu_gives_wrong_int8_results_and_the_check_says_so(v1_files):
+    """Trap 2 of the recipe, reproduced: qemu's plain `max` CPU (with SME) breaks int8 outputs."""
+    from edgecv.verify_arm import verify
+
+    rep = verify([v1_files[1]], images=20, qemu_cpu="max")
+    f = rep["files"][0]
+    assert not rep["passed"] and f["agreement_pct"] < 50 and "agreement with x86" in f["problems"][0]
+
+
+def test_root_without_fake_cpuinfo_is_refused(tmp_path):
+    if shutil.which("qemu-aarch64-static") is None:
+        pytest.skip("qemu-aarch64-static not installed: apt-get install qemu-user-static")
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "usr/bin/python3.11").write_bytes(b"")
+    with pytest.raises(UserError, match="no fake ARM proc/cpuinfo"):
+        check_root(tmp_path)
+    with pytest.raises(UserError, match="no arm64 root at"):
+        check_root(tmp_path / "absent")
+
+
+def test_compare_fails_without_delegate_or_beyond_tolerance():
+    x86 = np.array([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]], np.float32)
+    deleg = {"delegation": {"delegate_partitions": 1, "undelegated_ops": {}}}
+    ok = compare({"precision": "fp32"}, x86, x86 + 1e-5, deleg, deleg, "tflite")
+    assert ok["passed"] and ok["rel"] <= 1e-4
+    far = compare({"precision": "fp32"}, x86, x86 + 1e-3, deleg, deleg, "tflite")
+    assert not far["passed"] and "logit range" in far["problems"][0]
+    none = {"delegation": {"delegate_partitions": 0, "undelegated_ops": {"CONV_2D": 3}}}
+    r = compare({"precision": "fp32"}, x86, x86, deleg, none, "tflite")
+    assert not r["passed"] and "XNNPACK did not take the graph on ARM" in r["problems"][0]
+    q = compare({"precision": "int8"}, x86.astype(np.int8), x86[::-1].astype(np.int8), deleg, deleg, "tflite")
+    assert not q["passed"] and q["agreement_pct"] == 0.0
+
+
+def test_pte_needs_a_cpu_aarch64_torch(tmp_path):
+    if shutil.which("qemu-aarch64-static") is None or _why is not None:
+        pytest.skip(_why or "qemu-aarch64-static not installed")
+    with pytest.raises(UserError, match="PyPI's aarch64 torch 2.13.0 is the CUDA build"):
+        check_root(ROOT, need_executorch=True)
