@@ -365,12 +365,21 @@ def compress(
     run = {"model": spec.name, "recipe": Path(recipe_path).read_text() if Path(recipe_path).is_file() else str(recipe_path),
            "bits": bits, "weights": str(weights), "data": data, "seed": seed, "eval_limit": eval_limit,
            "train_limit": train_limit, "input_size": input_size}
-    rdir = _resume_dir(out, run, resume)
-    res = compress_module(model, rec, meta=meta, train_ds=train_ds, eval_ds=eval_ds, calib_ds=calib_ds, seed=seed,
-                          input_size=(spec.input_size[0], input_size, input_size) if input_size else None,
-                          model_name=spec.name, progress=progress, resume_dir=rdir)
-    atomic_write(out, lambda tmp: Path(tmp).write_bytes(res.blob), nbytes=len(res.blob))
-    shutil.rmtree(rdir, ignore_errors=True)
+    from edgecv.fsutil import file_lock
+    from edgecv.resume import output_lock
+
+    with file_lock(output_lock(out)):  # two compresses to one output take turns (checkpoints and file)
+        rdir = _resume_dir(out, run, resume)
+        try:
+            res = compress_module(model, rec, meta=meta, train_ds=train_ds, eval_ds=eval_ds, calib_ds=calib_ds,
+                                  seed=seed, input_size=(spec.input_size[0], input_size, input_size) if input_size else None,
+                                  model_name=spec.name, progress=progress, resume_dir=rdir)
+            atomic_write(out, lambda tmp: Path(tmp).write_bytes(res.blob), nbytes=len(res.blob))
+        except BaseException:
+            if not any(rdir.glob("train*.safetensors")):  # nothing to resume from: leave nothing behind
+                shutil.rmtree(rdir, ignore_errors=True)
+            raise
+        shutil.rmtree(rdir, ignore_errors=True)
     timings.update(res.report.pop("timings_s"))
     size_b = out.stat().st_size
     report: dict[str, Any] = {

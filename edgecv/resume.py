@@ -109,3 +109,14 @@ def run_dir(out: str | os.PathLike) -> Path:
     """Where ``edgecv compress -o OUT`` keeps its training checkpoints: ``.OUT.resume/`` beside OUT."""
     out = Path(out)
     return out.with_name(f".{out.name}.resume")
+
+
+def output_lock(out: str | os.PathLike) -> Path:
+    """The lock file that serialises runs writing ``out``: in edgecv's cache (``$EDGECV_CACHE/locks``),
+    named by the output's absolute path, so nothing extra appears beside the output."""
+    import hashlib
+
+    from edgecv.data.sources import cache_root
+
+    key = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:24]
+    return cache_root() / "locks" / f"compress-{key}.lock"

@@ -1,6 +1,6 @@
 """SIGKILL edgecv commands at random moments; check nothing half-written survives and the next run is exact.
 
-    .venv/bin/python scripts/kill_harness.py                 # full run: 6 jobs x 10 kills, ~6 min
+    .venv/bin/python scripts/kill_harness.py                 # full run: 6 jobs x 10 kills, ~8 min on 2 shared cores
     .venv/bin/python scripts/kill_harness.py --kills 2 --jobs compress,cache --json r.json
 
 For each job (compress, export, train, decompress, cache = a dataset archive's first load, download =

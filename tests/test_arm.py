@@ -7,6 +7,7 @@ a latency: wall times under emulation are reported as such.
 """
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -36,8 +37,9 @@ def v1_files(tmp_path_factory, shared):
 
 @needs_root
 def test_fp32_and_int8_tflite_match_x86_on_arm64_kernels(v1_files, tmp_path):
-    from edgecv.cli import main
     import json
+
+    from edgecv.cli import main
 
     out = tmp_path / "arm.json"
     assert main(["verify-arm", *v1_files, "--images", "40", "--json", str(out)]) == 0
@@ -91,3 +93,32 @@ def test_pte_needs_a_cpu_aarch64_torch(tmp_path):
         pytest.skip(_why or "qemu-aarch64-static not installed")
     with pytest.raises(UserError, match="PyPI's aarch64 torch 2.13.0 is the CUDA build"):
         check_root(ROOT, need_executorch=True)
+
+
+# ---------------------------------------------------------------- the ssh board flow on an emulated board
+from tests.test_ssh import SSHD, sshd  # noqa: E402,F401  (the loopback sshd fixture)
+
+
+@needs_root
+@pytest.mark.skipif(not os.path.exists(SSHD), reason="sshd not installed: apt-get install openssh-server")
+def test_rpi5_profile_flow_on_an_emulated_aarch64_board(sshd, v1_files, tmp_path):  # noqa: F811
+    """`--device rpi5`'s ssh flow against a loopback sshd whose "board Python" is the arm64 root's python3.11
+    under qemu-user: the pushed runner, pinning, parsing and cleanup run on aarch64. The times it measures are
+    emulated and are asserted on only as present, never reported."""
+    from edgecv.bench.devices import load_profiles
+    from edgecv.bench.ssh import run_ssh
+    from edgecv.verify_arm import QEMU_CPU
+    from tests.conftest import REPO
+
+    loop, core = sshd
+    board_py = tmp_path / "board-python3"
+    board_py.write_text(f"#!/bin/sh\nexport QEMU_CPU={QEMU_CPU} PYTHONPATH={ROOT}/opt/edgecv/site\n"
+                        f"exec {shutil.which('qemu-aarch64-static')} -L {ROOT} {ROOT}/usr/bin/python3.11 \"$@\"\n")
+    board_py.chmod(0o755)
+    profile = {**load_profiles(REPO / "devices")["rpi5"],
+               **{k: loop[k] for k in ("host", "port", "user", "identity", "ssh_options", "remote_dir", "big_core_mask")},
+               "python": str(board_py)}
+    r = run_ssh(v1_files[1], profile, warmup=1, runs=3)
+    assert r["device_facts"]["machine"] == "aarch64" and r["cores"] == [core] and r["n"] == 3
+    assert "ai_edge_litert" in r["versions"] and r["p50_ms"] > 0
+    assert os.listdir(profile["remote_dir"]) == []

@@ -69,8 +69,13 @@ def test_soft_gradient_is_the_papers_equation():
 
 
 def test_config_validation():
-    with pytest.raises(UserError, match="needs `teacher`"):
-        DistillConfig()
+    from edgecv.pipeline import _attach_teacher
+
+    no_teacher = parse_recipe("stages:\n  - distill: {epochs: 1}\n")  # allowed: edgecv.compress(teacher=...) fills it
+    with pytest.raises(UserError, match=r"<recipe>:2: distill has no teacher"):
+        _attach_teacher(no_teacher, None)  # checked before any stage runs
+    _attach_teacher(no_teacher, torch.nn.Linear(1, 1))
+    assert no_teacher.stages[0].teacher_model is not None
     with pytest.raises(UserError, match="resnet56"):  # unknown zoo name: close matches
         DistillConfig(teacher="resnet_56x")
     with pytest.raises(UserError, match="alpha must be in"):

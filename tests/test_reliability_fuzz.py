@@ -60,6 +60,22 @@ def test_recipe_with_nul_byte_is_a_one_line_error():
     assert "\n" not in str(e.value) and "not valid YAML" in str(e.value)
 
 
+@pytest.mark.parametrize("text,msg", [
+    ('stages:\n  - prune: {keep: !!binary "not base64!"}\n', "r.yaml:2: cannot read this value"),
+    ("stages:\n  - prune: {[a, b]: 0.5}\n", "r.yaml:2: a key must be a plain name"),
+    ("[x]: 1\nstages: []\n", "r.yaml:1: a key must be a plain name"),
+])
+def test_recipe_fuzz_findings_are_one_line_errors(text, msg):
+    """Cases the recipe fuzzer led to: a !!binary value with bad base64 (PyYAML's ConstructorError
+    escaped as a traceback) and non-scalar mapping keys (now refused by name, never hashed)."""
+    from edgecv.compress.recipe import parse_recipe
+    from edgecv.errors import UserError
+
+    with pytest.raises(UserError) as e:
+        parse_recipe(text, source="r.yaml")
+    assert str(e.value).startswith(msg) and "\n" not in str(e.value), str(e.value)
+
+
 def _fix_crc(data: bytes) -> bytes:
     import importlib.util
 

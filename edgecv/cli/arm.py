@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from edgecv.cli import _types as T
 from edgecv.cli._app import cli, console, emit_json
 
 
@@ -13,7 +14,7 @@ from edgecv.cli._app import cli, console, emit_json
 @click.option("--data", default=None, help="Images to use (dataset name, folder or archive; default: by the file's classes).")
 @click.option("--root", default=None, help="The arm64 root (default: $EDGECV_ARM_ROOT or ~/.cache/edgecv/arm/root; "
                                            "make it with scripts/build_arm_root.sh).")
-@click.option("--timeout", type=click.FloatRange(min=1), default=3600, show_default=True, help="Seconds per side.")
+@click.option("--timeout", type=T.Float(1.0), default=3600, show_default=True, help="Seconds per side.")  # finite
 @click.option("--json", "json_out", default=None, metavar="FILE", help="Write the report as JSON ('-' = stdout).")
 def verify_arm_cmd(files, images, data, root, timeout, json_out) -> None:
     """Run .tflite / .pte FILEs on x86 and on emulated aarch64 (same runtime versions) and compare.

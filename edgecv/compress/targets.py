@@ -36,9 +36,9 @@ def match(pattern: str, layers: Mapping[str, nn.Module]) -> list[str]:
 
 def _no_match(pattern: str, model: nn.Module, layers: Mapping[str, nn.Module]) -> UserError:
     names = list(layers)
-    others = [n for n, _ in model.named_modules() if n and fnmatch.fnmatchcase(n, pattern)]
-    why = (f"it matches {others[:3]} but those have no conv/fc weight" if others
-           else "it matches no conv/fc layer")
+    others = [f"{n} ({type(m).__name__})" for n, m in model.named_modules() if n and fnmatch.fnmatchcase(n, pattern)]
+    why = (f"it matches {', '.join(others[:3])} but those have no conv/fc weight (only Conv*d / Linear "
+           "layers with a weight are pruned, shared or quantized)" if others else "it matches no conv/fc layer")
     shown = ", ".join(names[:10]) + (f", ... ({len(names)} in all)" if len(names) > 10 else "")
     return UserError(f"layer pattern {pattern!r}: {why}; valid names: {shown or '(none)'} "
                      "or the selectors 'conv' / 'fc'")
