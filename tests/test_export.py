@@ -170,7 +170,7 @@ def test_bad_input_is_a_user_error(tmp_path):
         bare = tmp_path / "bare.pth"
         torch.save({"w": torch.zeros(1)}, bare)
         export(bare, "onnx", out=tmp_path / "x.onnx")
-    with pytest.raises(UserError, match="pretrained is available for efficientnet_lite0 only"):
+    with pytest.raises(UserError, match="no imagenet weights for lenet5 in edgecv.s pretrained table"):
         export("lenet5", "onnx", out=tmp_path / "x.onnx", weights="pretrained")
     with pytest.raises(UserError, match="--input-size"):
         export("lenet5", "onnx", out=tmp_path / "x.onnx", input_size=(0, 32))
