@@ -79,7 +79,8 @@ def worker(job_path: str) -> int:
         y, info = (_run_pte if item["file"].endswith(".pte") else _run_tflite)(item["file"], x)
         np.save(item["output"], y)
         results.append({**info, "seconds": time.perf_counter() - t})
-    print(json.dumps({"machine": platform.machine(), "results": results}))
+    # the result goes to a file beside the job (not stdout: runtimes print their own lines there)
+    Path(job_path).with_suffix(".result.json").write_text(json.dumps({"machine": platform.machine(), "results": results}))
     return 0
 
 
@@ -164,7 +165,10 @@ def _run(cmd: list[str], env: dict[str, str], timeout: float, what: str) -> dict
     if p.returncode != 0:
         tail = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
         raise UserError(f"the {what} run failed (exit {p.returncode}): {tail[:300]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    result = Path(cmd[-1]).with_suffix(".result.json")  # the worker's JOB is the last argument
+    if not result.is_file():
+        raise UserError(f"the {what} run exited without a result ({result}); rerun, or check the arm64 root")
+    return json.loads(result.read_text())
 
 
 def _pte_delegates(path: Path) -> dict[str, Any]:

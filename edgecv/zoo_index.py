@@ -128,14 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help=f"regenerate {SHIPPED}")
     ap.add_argument("--check", action="store_true", help="exit 1 when the shipped index is stale")
     a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if a.check:
         ok = _read(SHIPPED, source_hash()) is not None
-        print(f"{SHIPPED}: {'current' if ok else 'stale: run python -m edgecv.zoo_index --write'}")
+        log.info("%s: %s", SHIPPED, "current" if ok else "stale: run python -m edgecv.zoo_index --write")
         return 0 if ok else 1
     if a.write:
         d = build()
         SHIPPED.write_text(json.dumps(d, separators=(",", ":")), encoding="utf-8")
-        print(f"wrote {SHIPPED} ({len(d['models'])} models, {SHIPPED.stat().st_size:,} bytes)")
+        log.info("wrote %s (%d models, %s bytes)", SHIPPED, len(d["models"]), f"{SHIPPED.stat().st_size:,}")
     return 0
 
 

@@ -216,16 +216,21 @@ def main() -> int:
         return 0
     argv = [sys.executable, __file__, "--child", "--cases", str(a.cases), "--structured", str(a.structured),
             "--seed", str(a.seed), "--out", a.out] + (["--atheris"] if a.atheris else [])
-    budget = 600 + (a.cases + a.structured) * 0.2
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=budget)
+    return run_child(argv, 600 + (a.cases + a.structured) * 0.2, a.json)
+
+
+def run_child(argv: list[str], timeout: float, json_out: str | None) -> int:
+    """Run the fuzzing child (under the address-space limit), print and save its FUZZ-RESULT line;
+    exit status 1 on any failure or when the child died. Shared with scripts/fuzz_recipe.py."""
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     res = next((json.loads(ln[12:]) for ln in p.stdout.splitlines() if ln.startswith("FUZZ-RESULT ")), None)
     if res is None:
         print(f"fuzz child died (exit {p.returncode}): {p.stderr[-2000:]}")
         return 1
     res["address_space_limit_bytes"] = AS_LIMIT
     print(json.dumps(res, indent=1))
-    if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=1))
+    if json_out:
+        Path(json_out).write_text(json.dumps(res, indent=1))
     return 1 if res["failures"] else 0
 
 

@@ -20,7 +20,6 @@ import math
 import random
 import resource
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -190,16 +189,10 @@ def main() -> int:
         return 0
     argv = [sys.executable, __file__, "--child", "--cases", str(a.cases), "--structured", str(a.structured),
             "--seed", str(a.seed), "--out", a.out]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=600 + (a.cases + a.structured) * 0.5)
-    res = next((json.loads(ln[12:]) for ln in p.stdout.splitlines() if ln.startswith("FUZZ-RESULT ")), None)
-    if res is None:
-        print(f"fuzz child died (exit {p.returncode}): {p.stderr[-2000:]}")
-        return 1
-    res["address_space_limit_bytes"] = AS_LIMIT
-    print(json.dumps(res, indent=1))
-    if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=1))
-    return 1 if res["failures"] else 0
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fuzz_edc import run_child  # the same parent side (child output, limit, JSON)
+
+    return run_child(argv, 600 + (a.cases + a.structured) * 0.5, a.json)
 
 
 if __name__ == "__main__":
