@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,24 @@ def output_lock(out: str | os.PathLike) -> Path:
 
     key = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:24]
     return cache_root() / "locks" / f"compress-{key}.lock"
+
+
+def prepare_run_dir(out: Path, run: dict[str, Any], resume: bool) -> Path:
+    """The checkpoint folder of this run; with ``resume`` it must have been made by the same inputs."""
+    from edgecv.checkpoint import write_json
+
+    rdir = run_dir(out)
+    stamp = rdir / "run.json"
+    if rdir.exists():
+        same = stamp.is_file() and json.loads(stamp.read_text() or "{}") == json.loads(json.dumps(run))
+        if resume and not same:
+            raise UserError(f"--resume: {rdir} holds checkpoints of a run with other inputs (model, recipe, weights, "
+                            f"data, seed or limits); rerun with those, or without --resume to start over")
+        if not resume:
+            shutil.rmtree(rdir)
+    elif resume:
+        log.warning("--resume: no checkpoints in %s, starting from the beginning", rdir)
+    rdir.mkdir(parents=True, exist_ok=True)
+    if not stamp.is_file():
+        write_json(stamp, run)
+    return rdir

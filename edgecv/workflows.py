@@ -185,11 +185,13 @@ def _carry(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def train_model(model_name: str, data: str, out: str | os.PathLike, cfg: TrainConfig, *,
                 weights: str | None = None, input_size: int | None = None, limit: int | None = None,
-                progress: Progress | None = None) -> dict[str, Any]:
+                progress: Progress | None = None, resume: bool = False) -> dict[str, Any]:
     """Train a zoo model on ``data``; save safetensors + JSON metadata (rank 0); return a report.
 
     With ``weights`` (a file or a table tag) training starts from them, with the model options and
-    preprocessing they carry."""
+    preprocessing they carry. ``resume``: one process only; a checkpoint is written after every epoch
+    (``.OUT.resume.safetensors`` beside ``out``, removed at the end) and an interrupted run continues
+    from it to the same weights (without ``resume`` an old one is discarded)."""
     out = Path(out)
     if out.suffix != ".safetensors":
         raise UserError(f"output {out} must end in .safetensors")
@@ -200,8 +202,11 @@ def train_model(model_name: str, data: str, out: str | os.PathLike, cfg: TrainCo
     train_ds, info = data_for_model(model_name, data, "train", train=True, limit=limit, **dargs)
     test_ds, _ = data_for_model(model_name, data, "test", train=False, **dargs)
     model, wcfg = resolve_weights(model_name, weights, num_classes=info.num_classes, seed=cfg.seed)
+    ckpt = out.with_name(f".{out.name}.resume.safetensors") if resume else None
+    if not resume:
+        out.with_name(f".{out.name}.resume.safetensors").unlink(missing_ok=True)
     t0 = time.perf_counter()
-    history = train(model, train_ds, cfg, progress=progress)
+    history = train(model, train_ds, cfg, progress=progress, checkpoint=ckpt)
     seconds = time.perf_counter() - t0
     report: dict[str, Any] = {"model": get_spec(model_name).name, "data": str(data), "num_classes": info.num_classes,
                               "input_size": list(next(iter(train_ds))[0].shape), "mean": list(info.mean),
@@ -213,6 +218,8 @@ def train_model(model_name: str, data: str, out: str | os.PathLike, cfg: TrainCo
         report["test"] = evaluate(model, test_ds, progress=progress)
         save_checkpoint(model, out, report)
         report["weights"] = str(out)
+        if ckpt is not None:
+            ckpt.unlink(missing_ok=True)
     D.barrier()
     return report
 
@@ -264,3 +271,49 @@ def _eval_source(source: str, weights: str | None) -> tuple[tuple[nn.Module, dic
                             f"pass the model name: edgecv eval MODEL --weights {path}")
         return None, str(name), str(path)
     return None, source, weights
+
+
+def compress_data(spec: Any, data: str, *, calib_n: int, input_size: int | None, train_limit: int | None,
+          eval_limit: int | None, dargs: dict[str, Any], eval_data: str | None = None,
+          train_size: int | None = None) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """(train, eval, calibration, info, notes). Calibration images never overlap the evaluation set:
+    a train slice (evaluation transforms), or for a single image set (imagenet-samples) the first
+    ``calib_n`` of a stratified order with the evaluation on the rest (no train set then).
+    ``eval_data``: measure on this dataset instead of ``data``'s test split (fine-tune on Tiny
+    ImageNet, measure on the ImageNet samples); ``train_size``: fine-tuning image side."""
+    from edgecv.data import calibration_split
+
+    dargs = {**dargs, "input_size": input_size or dargs.get("input_size")}
+    train_ds = calib_ds = None
+    notes: dict[str, Any] = {}
+    try:
+        tr_args = {**dargs, "input_size": train_size} if train_size else dargs
+        train_ds, tinfo = data_for_model(spec.name, data, "train", train=True, limit=train_limit, **tr_args)
+    except UserError as e:
+        if "single image set" not in str(e):  # pick_split's refusal: no train split to draw from
+            raise
+        notes["train"] = "none: a single image set"
+    if train_ds is not None and train_size:
+        notes["train_size"] = f"fine-tuned at {train_size} px"
+    eval_ds, info = data_for_model(spec.name, eval_data or data, "test", train=False, limit=eval_limit, **dargs)
+    if eval_data is not None:
+        if train_ds is None:
+            raise UserError(f"--eval-data {eval_data} needs a --data with a training split to fine-tune on; "
+                            f"{data} has none")
+        if tinfo.num_classes != info.num_classes:
+            raise UserError(f"--data {data} has {tinfo.num_classes} classes but --eval-data {eval_data} "
+                            f"has {info.num_classes}; pick datasets with the same labels (e.g. tiny-imagenet "
+                            "with imagenet-samples)")
+        notes["evaluation"] = f"{len(eval_ds)} images of {eval_data} (fine-tuning on {data})"
+    if calib_n and train_ds is not None:
+        calib_ds, _ = data_for_model(spec.name, data, "train", train=False, limit=calib_n, **dargs)
+        notes["calibration"] = f"{len(calib_ds)} training images (stratified slice), evaluation transforms"
+    elif calib_n:
+        calib_ds, eval_ds, info = calibration_split(data, calib_n, input_size=info.input_shape[-1], mean=info.mean,
+                                                    std=info.std, resize=dargs.get("resize"),
+                                                    interpolation=dargs.get("interpolation", "bilinear"))
+        if eval_limit is not None and eval_limit < len(eval_ds):
+            eval_ds = torch.utils.data.Subset(eval_ds, range(eval_limit))
+        notes["calibration"] = (f"{len(calib_ds)} images held out of the single image set; "
+                                f"evaluation on the other {len(eval_ds)}")
+    return train_ds, eval_ds, calib_ds, info, notes

@@ -164,9 +164,16 @@ def test_every_shipped_recipe_loads_dry_runs_and_documents_itself(path):
     assert first.startswith("# edgecv compress"), "a recipe opens with the command that runs it"
     assert "Expected" in path.read_text().split("stages:")[0], "and says what result to expect"
     rec = load_recipe(path)
-    plan = rec.dry_run(rec.model or "resnet18")
+    from edgecv.models import list_models
+
+    named = first.split()[3]  # "# edgecv compress MODEL ...": the model of the recipe's own command
+    target = rec.model or (named if named in list_models() else "resnet18")
+    plan = rec.dry_run(target)
     assert [p["stage"] for p in plan] == [s.name for s in rec.stages]
-    assert all(any(layers for layers in p["layers"].values()) for p in plan if p["layers"])
+    for p, st in zip(plan, rec.stages):  # every pattern field the recipe fills selects some layer
+        for name, layers in p["layers"].items():
+            if getattr(st.config, name):
+                assert layers, f"{st.name}.{name} selects no layer of {target}"
 
 
 def test_default_recipe_per_model():

@@ -110,3 +110,34 @@ def test_interrupted_compress_resumes_to_the_same_bytes(tmp_path, shared, monkey
     assert trained == [3]  # only the last epoch ran again
     assert b.read_bytes() == a.read_bytes()
     assert not resume.run_dir(b).exists()
+
+
+def test_interrupted_train_resumes_to_the_same_weights(tmp_path, shared, monkeypatch):
+    from safetensors.torch import load_file
+
+    from edgecv import resume
+    from edgecv.engine import TrainConfig
+    from edgecv.workflows import train_model
+
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=0.05, seed=5)
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    train_model("lenet5", "mnist", a, cfg, limit=512, resume=True)
+    ckpt = tmp_path / ".b.safetensors.resume.safetensors"
+    real_save, saves = resume.save, []
+
+    def killed_after_two(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(kwargs["epoch"])
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume, "save", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_model("lenet5", "mnist", b, cfg, limit=512, resume=True)
+    assert ckpt.is_file() and not b.exists()
+    trained: list[int] = []
+    monkeypatch.setattr(resume, "save", lambda *a_, **k: (trained.append(k["epoch"]), real_save(*a_, **k)))
+    train_model("lenet5", "mnist", b, cfg, limit=512, resume=True)
+    assert trained == [3] and not ckpt.exists()
+    wa, wb = load_file(str(a)), load_file(str(b))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

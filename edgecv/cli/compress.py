@@ -48,6 +48,10 @@ def _raw_rows_collapsed(rows: list[dict]) -> list[dict]:
 @click.option("--weights", default=None,
               help="Weights: a file (.safetensors + JSON sidecar, or weights-only .pth), or 'imagenet' (alias 'pretrained', or 'imagenet-tf') from edgecv's pretrained table (see `edgecv models --pretrained`).")
 @click.option("--data", default=None, help="Fine-tune and measure accuracy on this dataset.")
+@click.option("--eval-data", default=None,
+              help="Measure accuracy on this dataset instead of --data's test split (e.g. --data tiny-imagenet --eval-data imagenet-samples).")
+@click.option("--train-size", type=T.SIZE, default=None,
+              help="Fine-tune at this image side (default: the model's input size; e.g. 160 for a 224 model, ~3x faster on a CPU).")
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="Output file (default MODEL.edc).")
 @click.option("--json", "json_out", default=None, help="Write the report as JSON to FILE ('-' = stdout).")
 @click.option("--seed", type=T.SEED, default=0, show_default=True)
@@ -60,7 +64,8 @@ def _raw_rows_collapsed(rows: list[dict]) -> list[dict]:
               help="Continue an interrupted run from its per-epoch checkpoints (.OUT.resume/ beside -o); same file as an uninterrupted run.")
 def compress_cmd(model: str, recipe: str | None, bits: int | None, weights: str | None, data: str | None,
                  out: str | None, json_out: str | None, seed: int, eval_limit: int | None, train_limit: int | None,
-                 input_size: int | None, max_drop: float | None, resume: bool = False) -> None:
+                 input_size: int | None, max_drop: float | None, resume: bool = False, eval_data: str | None = None,
+                 train_size: int | None = None) -> None:
     """Compress MODEL with a recipe (Deep Compression, int8 quantization...) into a real file; report its bytes.
 
     MODEL is a zoo name or your own model by import path (mypkg.nets:build_net: a class, or a
@@ -73,12 +78,14 @@ def compress_cmd(model: str, recipe: str | None, bits: int | None, weights: str 
 
     if max_drop is not None and data is None:
         raise UserError("--max-drop needs --data to measure the accuracy before and after")
+    if (eval_data or train_size) and data is None:
+        raise UserError("--eval-data and --train-size need --data (the images to fine-tune on)")
     from edgecv.usermodel import is_import_path
 
     out = out or f"{model.split(':')[-1] if is_import_path(model) else get_spec(model).name}.edc"
     rep = compress(model, out=out, recipe=recipe, bits=bits, weights=weights, data=data, seed=seed,
                    eval_limit=eval_limit, train_limit=train_limit, input_size=input_size, progress=make_progress(),
-                   resume=resume)
+                   resume=resume, eval_data=eval_data, train_size=train_size)
     console.print(_size_table(f"{rep['model']} — recipe {rep['recipe']}" + (f", --bits {bits}" if bits else ""),
                               _raw_rows_collapsed(rep["layers"]), rep["totals"]))
     mb = 1 << 20

@@ -27,10 +27,12 @@ from edgecv.cli._app import emit_json, make_progress, cli, console
 @click.option("--max-steps", type=T.count(), default=None, help="Stop after N optimizer steps (smoke runs).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "json_out", default=None, help="Also write the report as JSON to FILE ('-' = stdout).")
+@click.option("--resume", is_flag=True,
+              help="Checkpoint every epoch (.OUT.resume.safetensors) and continue an interrupted run from it; same weights as an uninterrupted run.")
 def train_cmd(model: str, data: str, out: str, epochs: int, batch_size: int, lr: float, optimizer: str,
               weight_decay: float, schedule: str, label_smoothing: float, seed: int, weights: str | None,
               input_size: int | None, limit: int | None, max_steps: int | None, device: str,
-              json_out: str | None) -> None:
+              json_out: str | None, resume: bool = False) -> None:
     """Train MODEL on --data and save safetensors (+ a JSON of metadata). Works under torchrun."""
     from edgecv import distributed as D
     from edgecv.engine import TrainConfig
@@ -41,7 +43,7 @@ def train_cmd(model: str, data: str, out: str, epochs: int, batch_size: int, lr:
                       max_steps=max_steps)
     D.maybe_init()
     rep = train_model(model, data, out, cfg, weights=weights, input_size=input_size, limit=limit,
-                      progress=make_progress())
+                      progress=make_progress(), resume=resume)
     if not D.is_main():
         return
     t = Table(title=f"train {rep['model']} on {data}")

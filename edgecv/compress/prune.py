@@ -66,7 +66,10 @@ class PruneConfig(TrainOptions):
     fraction over ``layers`` reached by a sensitivity scan (``keep`` entries then stay fixed).
     ``schedule``: iterative pruning as increasing fractions t_i in (0, 1] ending at 1: round i keeps
     ``keep ** t_i`` (``iterations: n`` is shorthand for t_i = i / n). Each round is followed by
-    ``finetune_epochs`` of masked retraining when training data is present."""
+    ``finetune_epochs`` of masked retraining when training data is present. ``refit_images``: after
+    each round's masking, refit the kept weights of every Linear / 1x1 conv so the layer reproduces
+    the dense output on this many unlabeled images (least squares, ``refit_damp`` relative ridge;
+    :mod:`edgecv.compress.refit`); 0 = off."""
 
     keep: float | dict[str, float] | None = field(default=None, metadata=targets())
     target_keep: float | None = None
@@ -78,6 +81,8 @@ class PruneConfig(TrainOptions):
     min_keep: float = 0.01
     scale_dropout: bool = True
     finetune_epochs: int = 1
+    refit_images: int = 0
+    refit_damp: float = 0.01
 
     def __post_init__(self) -> None:
         if self.keep is None and self.target_keep is None:
@@ -103,6 +108,10 @@ class PruneConfig(TrainOptions):
             check_unit("scan_keep entries", v)
         if self.finetune_epochs < 0:
             raise UserError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
+        if not 0 <= self.refit_images <= 100_000:
+            raise UserError(f"prune: refit_images must be in [0, 100000], got {self.refit_images}")
+        if not 0 < self.refit_damp <= 10:
+            raise UserError(f"prune: refit_damp must be in (0, 10], got {self.refit_damp}")
 
     def rounds(self) -> list[float]:
         return list(self.schedule) if self.schedule else [(i + 1) / self.iterations for i in range(self.iterations)]
@@ -249,6 +258,7 @@ class Prune(Stage):
             raise UserError(f"prune: layers {clash[:5]} are already weight-shared; put `prune` before `share`")
         mods = dict(model.named_modules())
         history: list[dict[str, Any]] = []
+        refit = _refit_setup(model, ctx, cfg)
         for r, t in enumerate(cfg.rounds()):
             with torch.no_grad():
                 for name, keep in plan.items():
@@ -256,6 +266,14 @@ class Prune(Stage):
                     mask = magnitude_mask(w, keep_count(keep ** t, w.numel()), ctx.masks.get(pname))
                     ctx.masks[pname] = mask.cpu()
                     w.mul_(mask.to(w.device))
+            if refit is not None:
+                from edgecv.compress.refit import refit_pruned
+
+                errs = refit_pruned(model, refit[0], ctx.masks, list(plan), refit[1], damp=cfg.refit_damp,
+                                    seed=ctx.seed, progress=ctx.progress)
+                report.setdefault("refit", {})[f"round {r + 1}"] = {
+                    "layers": len(errs), "images": len(refit[1]),
+                    "median_error_ratio": float(torch.tensor(list(errs.values())).median()) if errs else None}
             kept = {n: int(ctx.masks[T.weight_name(n)].sum()) / mods[n].weight.numel() for n in plan}
             if cfg.scale_dropout:
                 changed = scale_dropout(model, kept)
@@ -278,3 +296,19 @@ class Prune(Stage):
         if history:
             report["train"] = history[-1]
         return model
+
+
+def _refit_setup(model: nn.Module, ctx: Context, cfg: PruneConfig) -> tuple[nn.Module, torch.Tensor] | None:
+    """(the dense model as the stage found it, the images) for ``refit_images``; None when off."""
+    if not cfg.refit_images:
+        return None
+    data = ctx.train_data if ctx.train_data is not None else getattr(ctx, "calib_data", None)
+    if data is None:
+        log.warning("prune: refit_images needs training or calibration images; magnitude pruning only")
+        return None
+    import copy
+
+    from edgecv.export.calib import spread
+
+    idx = spread(len(data), min(cfg.refit_images, len(data)))
+    return copy.deepcopy(model).eval(), torch.stack([data[int(i)][0] for i in idx])
