@@ -357,3 +357,14 @@ def check_unit(name: str, value: float, *, low_open: bool = True) -> None:
     if not ok:
         rng = "(0, 1]" if low_open else "[0, 1]"
         raise UserError(f"{name} must be in {rng}, got {value}")
+
+
+def unlabeled_images(ctx: Context, n: int) -> torch.Tensor | None:
+    """Up to ``n`` images (labels dropped) spread evenly over the training data, else the calibration
+    data, so every class of a class-sorted folder is seen; None when the context has neither."""
+    data = ctx.train_data if ctx.train_data is not None else getattr(ctx, "calib_data", None)
+    if data is None or n <= 0:
+        return None
+    from edgecv.export.calib import spread
+
+    return torch.stack([data[int(i)][0] for i in spread(len(data), min(n, len(data)))])

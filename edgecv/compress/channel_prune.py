@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 
 from edgecv.compress import targets as T
-from edgecv.compress.base import Context, Stage, TrainOptions, check_unit, register_stage, retrain, targets
+from edgecv.compress.base import (Context, Stage, TrainOptions, check_unit, register_stage, retrain, targets,
+                                  unlabeled_images)
 from edgecv.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -83,20 +84,18 @@ def _out_size(m: nn.Module) -> int:
 
 def _reestimate_bn(model: nn.Module, ctx: Context, n: int) -> int:
     """BatchNorm statistics re-measured on ``n`` unlabeled images (training data, else calibration data)."""
-    data = ctx.train_data if ctx.train_data is not None else getattr(ctx, "calib_data", None)
-    if n == 0 or data is None:
+    images = unlabeled_images(ctx, n)
+    if images is None:
         if n:
             log.warning("structured_prune: no training or calibration images, BatchNorm statistics kept")
         return 0
     import numpy as np
 
-    from edgecv.export.calib import recalibrate_bn, spread
+    from edgecv.export.calib import recalibrate_bn
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    idx = spread(len(data), n)  # spread over the set: every class of a sorted folder is seen
-    images = torch.stack([data[int(i)][0] for i in idx]).numpy().astype(np.float32)
     model.to("cpu")
-    layers = recalibrate_bn(model, images)
+    layers = recalibrate_bn(model, images.numpy().astype(np.float32))
     model.to(device)
     return layers
 

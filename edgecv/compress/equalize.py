@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from edgecv.compress.base import Context, Stage, register_stage
+from edgecv.compress.base import Context, Stage, register_stage, unlabeled_images
 from edgecv.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -162,13 +162,9 @@ class Equalize(Stage):
                             "drop the stage (it only applies to conv -> BN pairs)")
         report["pairs"] = len(pairs)
         report["scaled"] = equalize_scales(pairs) if cfg.scale else 0
-        data = ctx.train_data if ctx.train_data is not None else getattr(ctx, "calib_data", None)
         report["bn_restat"] = 0
-        if cfg.bn_images and data is not None:
-            from edgecv.export.calib import spread
-
-            idx = spread(len(data), min(cfg.bn_images, len(data)))
-            images = torch.stack([data[int(i)][0] for i in idx])
+        images = unlabeled_images(ctx, cfg.bn_images)
+        if images is not None:
             report["bn_restat"] = restat_bn(model, pairs, images)
             report["bn_images"] = len(images)
         elif cfg.bn_images:

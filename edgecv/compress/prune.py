@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from edgecv.compress import targets as T
 from edgecv.compress.base import (Context, Stage, TrainOptions, check_unit, register_stage, retrain,
-                                  targets)
+                                  targets, unlabeled_images)
 from edgecv.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -302,13 +302,10 @@ def _refit_setup(model: nn.Module, ctx: Context, cfg: PruneConfig) -> tuple[nn.M
     """(the dense model as the stage found it, the images) for ``refit_images``; None when off."""
     if not cfg.refit_images:
         return None
-    data = ctx.train_data if ctx.train_data is not None else getattr(ctx, "calib_data", None)
-    if data is None:
+    images = unlabeled_images(ctx, cfg.refit_images)
+    if images is None:
         log.warning("prune: refit_images needs training or calibration images; magnitude pruning only")
         return None
     import copy
 
-    from edgecv.export.calib import spread
-
-    idx = spread(len(data), min(cfg.refit_images, len(data)))
-    return copy.deepcopy(model).eval(), torch.stack([data[int(i)][0] for i in idx])
+    return copy.deepcopy(model).eval(), images

@@ -107,14 +107,13 @@ def refit_layer(m: nn.Module, mask: torch.Tensor, w_dense: torch.Tensor, b_dense
     w_old = torch.cat([m.weight.reshape(out_ch, -1).double(), m.bias.double()[:, None]], 1) if bias \
         else m.weight.reshape(out_ch, -1).double()
     new = torch.zeros_like(wd)
-    eye_cache: dict[int, torch.Tensor] = {}
     for r in range(out_ch):
         k = mk[r].nonzero().squeeze(1)
         if len(k) == 0:
             continue
-        a = hpp[k][:, k]
-        eye = eye_cache.setdefault(len(k), torch.eye(len(k), dtype=a.dtype))
-        new[r, k] = torch.linalg.solve(a + lam * eye, target[k, r])
+        a = hpp[k][:, k]  # a copy: the ridge goes on its diagonal
+        a.diagonal().add_(lam)
+        new[r, k] = torch.linalg.solve(a, target[k, r])
     ref = xd @ wd.T
     err_old = float(((xp @ w_old.T) - ref).square().sum())
     err_new = float(((xp @ new.T) - ref).square().sum())
