@@ -41,6 +41,7 @@ class TrainConfig:
     workers: int = 0
     device: str = "cpu"
     max_steps: int | None = None  # stop early (smoke runs)
+    freeze_bn: bool = False  # BatchNorm layers stay in eval mode: running statistics and momentum untouched
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam", "adamw"):
@@ -139,6 +140,10 @@ def train(
         if sampler is not None:
             sampler.set_epoch(epoch)
         net.train()
+        if cfg.freeze_bn:
+            for m in net.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         progress.start(f"epoch {epoch + 1}/{cfg.epochs}", min(steps_per_epoch, total - step))
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
         for x, y in loader:

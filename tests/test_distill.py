@@ -196,3 +196,21 @@ def test_two_gloo_processes_distill_and_finetune_to_identical_weights(tmp_path: 
     init = create_model("lenet_300_100").state_dict()
     assert any(not torch.equal(init[k], a[k]) for k in init), "training moved the weights"
     assert not any(torch.equal(teacher[k], a[k]) for k in init)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_bn_keeps_running_statistics_while_weights_learn(freeze):
+    from torch.utils.data import TensorDataset
+
+    from edgecv.engine import TrainConfig, train
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    stats = (net[1].running_mean.clone(), net[1].running_var.clone(), int(net[1].num_batches_tracked))
+    w0, g0 = net[0].weight.detach().clone(), net[1].weight.detach().clone()
+    data = TensorDataset(torch.randn(32, 3, 8, 8) * 3 + 1, torch.randint(0, 2, (32,)))
+    train(net, data, TrainConfig(epochs=1, batch_size=8, lr=0.1, freeze_bn=freeze))
+    same = torch.equal(net[1].running_mean, stats[0]) and torch.equal(net[1].running_var, stats[1]) \
+        and int(net[1].num_batches_tracked) == stats[2]
+    assert same is freeze
+    assert not torch.equal(net[0].weight, w0) and not torch.equal(net[1].weight, g0)  # still trained

@@ -187,7 +187,11 @@ class TrainOptions:
     the recipe started from, frozen): the loss is ``alpha * T^2 * H(teacher, student) + (1 - alpha)
     * CE(labels)`` (:mod:`edgecv.compress.distill`) with ``distill_temperature`` T and
     ``distill_alpha``; the default alpha 1.0 uses no labels at all, so any images of the right kind
-    (Tiny ImageNet for an ImageNet model, a user's own photos) recover the compressed model."""
+    (Tiny ImageNet for an ImageNet model, a user's own photos) recover the compressed model.
+    ``freeze_bn``: BatchNorm layers stay in eval mode while retraining (their affine parameters still
+    learn): the running statistics then stay those of the original model instead of drifting to the
+    fine-tuning images' (64-px Tiny ImageNet photos upsampled are blurrier than the deployment
+    images), and small batches cannot disturb them."""
 
     lr: float = 0.001
     batch_size: int = 128
@@ -199,6 +203,7 @@ class TrainOptions:
     distill_from: Literal["none", "original"] = "none"
     distill_temperature: float = 4.0
     distill_alpha: float = 1.0
+    freeze_bn: bool = False
 
 
 class MaskedTraining:
@@ -319,7 +324,8 @@ def retrain(model: nn.Module, ctx: Context, opts: TrainOptions, epochs: int, *, 
 
     cfg = TrainConfig(epochs=epochs, batch_size=opts.batch_size, lr=opts.lr, optimizer=opts.optimizer,
                       momentum=opts.momentum, weight_decay=opts.weight_decay, schedule=opts.lr_schedule,
-                      seed=ctx.seed, device=ctx.device, max_steps=opts.max_steps, workers=ctx.workers)
+                      seed=ctx.seed, device=ctx.device, max_steps=opts.max_steps, workers=ctx.workers,
+                      freeze_bn=opts.freeze_bn)
     model.to(ctx.device)
     ctx.train_runs += 1
     checkpoint = None

@@ -270,7 +270,8 @@ class Prune(Stage):
                 from edgecv.compress.refit import refit_pruned
 
                 errs = refit_pruned(model, refit[0], ctx.masks, list(plan), refit[1], damp=cfg.refit_damp,
-                                    seed=ctx.seed, progress=ctx.progress)
+                                    seed=ctx.seed, progress=ctx.progress,
+                                    more_images=lambda n: unlabeled_images(ctx, n))
                 report.setdefault("refit", {})[f"round {r + 1}"] = {
                     "layers": len(errs), "images": len(refit[1]),
                     "median_error_ratio": float(torch.tensor(list(errs.values())).median()) if errs else None}

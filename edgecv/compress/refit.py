@@ -21,7 +21,7 @@ Written here because torch-pruning and nncf have no mask-preserving layer-wise r
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -43,6 +43,18 @@ def _rows(x: torch.Tensor, m: nn.Module) -> torch.Tensor:
     s = m.stride
     x = x[:, :, ::s[0], ::s[1]]
     return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def images_for(m: nn.Module, images: torch.Tensor, more: Callable[[int], torch.Tensor | None] | None
+               ) -> torch.Tensor:
+    """The images to fit ``m`` on: a Linear sees one row per image, so with fewer images than twice
+    its inputs (a classifier on 256 images: 256 rows for 1280 weights per output, an underdetermined
+    fit) ``more`` supplies 2 x in_features of them; a conv sees many positions per image."""
+    if isinstance(m, nn.Linear) and more is not None and len(images) < 2 * m.in_features:
+        extra = more(2 * m.in_features + 64)
+        if extra is not None and len(extra) > len(images):
+            return extra.to(images.device)
+    return images
 
 
 class _Captured(Exception):
@@ -90,12 +102,16 @@ def _inputs(model: nn.Module, name: str, images: torch.Tensor, idx: list[torch.T
 
 @torch.no_grad()
 def refit_layer(m: nn.Module, mask: torch.Tensor, w_dense: torch.Tensor, b_dense: torch.Tensor | None,
-                xp: torch.Tensor, xd: torch.Tensor, damp: float = 0.01) -> float:
-    """Refit ``m``'s kept weights (``mask``) in place; returns the relative output error after / before."""
+                xp: torch.Tensor, xd: torch.Tensor, damp: float = 0.01, bn: nn.Module | None = None) -> float:
+    """Refit ``m``'s kept weights (``mask``, ``m.weight``'s shape) in place to reproduce ``xd @ w_dense.T``
+    from ``xp`` (which may have fewer features than ``xd``: a channel-pruned input); returns the
+    relative output error after / before. ``bn``: the BatchNorm after a bias-free ``m``; an offset is
+    then fitted too and moved into its running mean (exact in eval mode: conv + b, then BN with mean
+    mu, is the conv then BN with mean mu - b), which cancels the output's mean shift."""
     out_ch = w_dense.shape[0]
     wd = w_dense.reshape(out_ch, -1).double()
     mk = mask.reshape(out_ch, -1).bool()
-    bias = m.bias is not None
+    bias = m.bias is not None or bn is not None
     if bias:
         ones = torch.ones(len(xp), 1, dtype=xp.dtype)
         xp, xd = torch.cat([xp, ones], 1), torch.cat([xd, ones], 1)
@@ -103,10 +119,14 @@ def refit_layer(m: nn.Module, mask: torch.Tensor, w_dense: torch.Tensor, b_dense
         mk = torch.cat([mk, torch.ones(out_ch, 1, dtype=torch.bool)], 1)
     hpp, hpd = xp.T @ xp, xp.T @ xd
     lam = damp * float(hpp.diagonal().mean()) + 1e-12
-    target = hpd @ wd.T  # (features, rows): H_pd W_dense^T
-    w_old = torch.cat([m.weight.reshape(out_ch, -1).double(), m.bias.double()[:, None]], 1) if bias \
+    b_old = (m.bias if m.bias is not None else torch.zeros(out_ch)).double() if bias else None
+    w_old = torch.cat([m.weight.reshape(out_ch, -1).double(), b_old[:, None]], 1) if bias \
         else m.weight.reshape(out_ch, -1).double()
-    new = torch.zeros_like(wd)
+    # the ridge pulls toward the layer's current weights, not toward zero: directions the images
+    # barely excite (64-px Tiny ImageNet photos upsampled carry little high-frequency energy, which
+    # real photos have) keep their trained values instead of being fitted to the calibration set
+    target = hpd @ wd.T + lam * w_old.T  # (features, rows): H_pd W_dense^T + lam W_now^T
+    new = torch.zeros(out_ch, xp.shape[1], dtype=wd.dtype)  # the layer's own inputs (fewer after channel pruning)
     for r in range(out_ch):
         k = mk[r].nonzero().squeeze(1)
         if len(k) == 0:
@@ -120,7 +140,10 @@ def refit_layer(m: nn.Module, mask: torch.Tensor, w_dense: torch.Tensor, b_dense
     if err_new >= err_old:  # never make a layer worse (ill-conditioned statistics)
         return 1.0
     if bias:
-        m.bias.copy_(new[:, -1].to(m.bias.dtype).to(m.bias.device))
+        if m.bias is not None:
+            m.bias.copy_(new[:, -1].to(m.bias.dtype).to(m.bias.device))
+        else:
+            bn.running_mean.sub_(new[:, -1].to(bn.running_mean.dtype).to(bn.running_mean.device))
         new = new[:, :-1]
     m.weight.copy_(new.reshape(m.weight.shape).to(m.weight.dtype).to(m.weight.device))
     return err_new / max(err_old, 1e-30)
@@ -129,10 +152,13 @@ def refit_layer(m: nn.Module, mask: torch.Tensor, w_dense: torch.Tensor, b_dense
 @torch.no_grad()
 def refit_pruned(model: nn.Module, dense: nn.Module, masks: dict[str, torch.Tensor], layers: list[str],
                  images: torch.Tensor, *, damp: float = 0.01, batch_size: int = 64, max_positions: int = 16384,
-                 seed: int = 0, progress: Any = None) -> dict[str, float]:
+                 seed: int = 0, progress: Any = None, more_images: Callable[[int], torch.Tensor | None] | None = None
+                 ) -> dict[str, float]:
     """Refit every refittable layer of ``layers`` (model order) whose weight has a mask in ``masks``;
-    ``dense``: the same architecture before pruning. Returns {layer: relative error after/before}."""
+    ``dense``: the same architecture before pruning; ``more_images(n)``: n images for a classifier
+    (:func:`images_for`). Returns {layer: relative error after/before}."""
     mods, dmods = dict(model.named_modules()), dict(dense.named_modules())
+    bns = bn_after(model)
     todo = [n for n in layers if refittable(mods[n]) and f"{n}.weight" in masks]
     skipped = [n for n in layers if n not in todo]
     if skipped:
@@ -144,13 +170,22 @@ def refit_pruned(model: nn.Module, dense: nn.Module, masks: dict[str, torch.Tens
     if progress is not None:
         progress.start("refit", len(todo))
     for n in todo:
-        xd, idx = _inputs(dense, n, images, None, batch_size, max_positions, seed)
-        xp, _ = _inputs(model, n, images, idx, batch_size, max_positions, seed)
+        imgs = images_for(mods[n], images, more_images)
+        xd, idx = _inputs(dense, n, imgs, None, batch_size, max_positions, seed)
+        xp, _ = _inputs(model, n, imgs, idx, batch_size, max_positions, seed)
         dm = dmods[n]
         out[n] = refit_layer(mods[n], masks[f"{n}.weight"].to(device), dm.weight.detach().cpu(),
-                             None if dm.bias is None else dm.bias.detach().cpu(), xp.cpu(), xd.cpu(), damp)
+                             None if dm.bias is None else dm.bias.detach().cpu(), xp.cpu(), xd.cpu(), damp,
+                             bn=bns.get(n) if mods[n].bias is None else None)
         if progress is not None:
             progress.advance(1)
     if progress is not None:
         progress.stop()
     return out
+
+
+def bn_after(model: nn.Module) -> dict[str, nn.Module]:
+    """{conv name: the BatchNorm2d that alone consumes it} (``equalize.conv_bn_pairs``)."""
+    from edgecv.compress.equalize import conv_bn_pairs
+
+    return {name: bn for name, _conv, bn in conv_bn_pairs(model)}
