@@ -100,10 +100,9 @@ def reconstruct(model: nn.Module, dense: nn.Module, images: torch.Tensor, *, dam
                 ) -> dict[str, float]:
     """Refit, in model order, every layer that lost input channels but kept all its outputs (1x1 conv
     or Linear) to the ``dense`` model's output; returns {layer: output error after / before}."""
-    from edgecv.compress.refit import _inputs, bn_after, images_for, refit_layer, refittable
+    from edgecv.compress.refit import refit_layers, refittable
 
     mods, dmods = dict(model.named_modules()), dict(dense.named_modules())
-    bns = bn_after(model)
     todo = []
     for n, m in mods.items():
         d = dmods.get(n)
@@ -111,22 +110,7 @@ def reconstruct(model: nn.Module, dense: nn.Module, images: torch.Tensor, *, dam
             continue
         if d.weight.shape[0] == m.weight.shape[0] and d.weight.shape[1] != m.weight.shape[1]:
             todo.append(n)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    images = images.to(device)
-    out: dict[str, float] = {}
-    if progress is not None:
-        progress.start("reconstruct", len(todo))
-    for n in todo:
-        m, d = mods[n], dmods[n]
-        imgs = images_for(m, images, more_images)
-        xd, idx = _inputs(dense, n, imgs, None, 64, 16384, seed)
-        xp, _ = _inputs(model, n, imgs, idx, 64, 16384, seed)
-        out[n] = refit_layer(m, torch.ones_like(m.weight, dtype=torch.bool), d.weight.detach().cpu(),
-                             None if d.bias is None else d.bias.detach().cpu(), xp.cpu(), xd.cpu(), damp,
-                             bn=bns.get(n) if m.bias is None else None)
-        if progress is not None:
-            progress.advance(1)
-    if progress is not None:
-        progress.stop()
+    out = refit_layers(model, dense, todo, lambda n: torch.ones_like(mods[n].weight, dtype=torch.bool), images,
+                       damp=damp, seed=seed, progress=progress, more_images=more_images, what="reconstruct")
     log.info("reconstruct: %d layers refit to the unpruned outputs", len(out))
     return out

@@ -7,7 +7,8 @@ its layer-wise form (Optimal Brain Compression, Frantar & Alistarh 2022; SparseG
 update the kept weights so that the layer reproduces its dense output. With the mask fixed, that
 update is an ordinary least-squares problem per output row ``r`` over the kept inputs ``K``:
 
-    min_w || X_dense W_dense[r] - X_pruned[:, K] w ||^2   ->   (H_pp[K, K] + damp I) w = H_pd[K, :] W_dense[r]
+    min_w || X_dense W_dense[r] - X_pruned[:, K] w ||^2 + damp ||w - w_now||^2
+        ->   (H_pp[K, K] + damp I) w = H_pd[K, :] W_dense[r] + damp w_now
 
 with ``H_pp = X_pruned^T X_pruned`` and ``H_pd = X_pruned^T X_dense`` accumulated over a few hundred
 images; ``X_pruned`` is the layer's input in the model pruned so far (layers are refit in model
@@ -157,26 +158,41 @@ def refit_pruned(model: nn.Module, dense: nn.Module, masks: dict[str, torch.Tens
     """Refit every refittable layer of ``layers`` (model order) whose weight has a mask in ``masks``;
     ``dense``: the same architecture before pruning; ``more_images(n)``: n images for a classifier
     (:func:`images_for`). Returns {layer: relative error after/before}."""
-    mods, dmods = dict(model.named_modules()), dict(dense.named_modules())
-    bns = bn_after(model)
+    mods = dict(model.named_modules())
     todo = [n for n in layers if refittable(mods[n]) and f"{n}.weight" in masks]
     skipped = [n for n in layers if n not in todo]
     if skipped:
         log.info("refit: %d layers keep their magnitude-pruned weights (not Linear / 1x1 conv): %s",
                  len(skipped), ", ".join(skipped[:5]))
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    return refit_layers(model, dense, todo, lambda n: masks[f"{n}.weight"].to(device), images, damp=damp,
+                        batch_size=batch_size, max_positions=max_positions, seed=seed, progress=progress,
+                        more_images=more_images, what="refit")
+
+
+@torch.no_grad()
+def refit_layers(model: nn.Module, dense: nn.Module, todo: list[str], mask_of: Callable[[str], torch.Tensor],
+                 images: torch.Tensor, *, damp: float = 0.01, batch_size: int = 64, max_positions: int = 16384,
+                 seed: int = 0, progress: Any = None, more_images: Callable[[int], torch.Tensor | None] | None = None,
+                 what: str = "refit") -> dict[str, float]:
+    """Refit the layers ``todo`` (model order, all refittable) of ``model`` to ``dense``'s outputs, each
+    on its inputs in ``model`` as refit so far; ``mask_of(name)``: its kept weights. A bias-free conv
+    before a BatchNorm gets its offset in the BN (``refit_layer``). Returns {layer: error after/before}."""
+    mods, dmods = dict(model.named_modules()), dict(dense.named_modules())
+    bns = bn_after(model)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     images = images.to(device)
     out: dict[str, float] = {}
     if progress is not None:
-        progress.start("refit", len(todo))
+        progress.start(what, len(todo))
     for n in todo:
-        imgs = images_for(mods[n], images, more_images)
+        m, dm = mods[n], dmods[n]
+        imgs = images_for(m, images, more_images)
         xd, idx = _inputs(dense, n, imgs, None, batch_size, max_positions, seed)
         xp, _ = _inputs(model, n, imgs, idx, batch_size, max_positions, seed)
-        dm = dmods[n]
-        out[n] = refit_layer(mods[n], masks[f"{n}.weight"].to(device), dm.weight.detach().cpu(),
+        out[n] = refit_layer(m, mask_of(n), dm.weight.detach().cpu(),
                              None if dm.bias is None else dm.bias.detach().cpu(), xp.cpu(), xd.cpu(), damp,
-                             bn=bns.get(n) if mods[n].bias is None else None)
+                             bn=bns.get(n) if m.bias is None else None)
         if progress is not None:
             progress.advance(1)
     if progress is not None:
