@@ -29,7 +29,7 @@ import torch.nn as nn
 
 from edgecv.compress import targets as T
 from edgecv.compress.base import (Context, SharedWeight, Stage, TrainOptions, register_stage, retrain,
-                                  targets)
+                                  targets, unlabeled_images)
 from edgecv.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -229,10 +229,10 @@ class _Compensation:
     def __init__(self, model: nn.Module, ctx: Context, cfg: ShareConfig) -> None:
         import copy
 
-        from edgecv.compress.base import unlabeled_images
-
         self.model, self.cfg, self.seed, self.ctx = model, cfg, ctx.seed, ctx
-        self.reference = copy.deepcopy(model).eval()
+        # the unshared model is only needed to refit to its outputs; GPTQ's target is the layer's own
+        # weights, which are still unshared when `share` reaches the layer
+        self.reference = copy.deepcopy(model).eval() if cfg.compensate_refit else None
         self.images = unlabeled_images(ctx, cfg.compensate_images)
         if self.images is None:
             log.warning("share: compensate_images needs training or calibration images; rounding instead")
@@ -245,25 +245,25 @@ class _Compensation:
     @torch.no_grad()
     def share(self, name: str, bits: int, mask: torch.Tensor | None) -> SharedWeight | None:
         from edgecv.compress.gptq import gptq_share
-        from edgecv.compress.base import unlabeled_images
         from edgecv.compress.refit import _inputs, images_for, refittable
 
         m = dict(self.model.named_modules())[name]
         if self.images is None or not refittable(m):
             return None
-        ref = dict(self.reference.named_modules())[name]
+        ref = m if self.reference is None else dict(self.reference.named_modules())[name]
         device = m.weight.device
         images = images_for(m, self.images.to(device), lambda n: unlabeled_images(self.ctx, n))
-        xd, idx = _inputs(self.reference, name, images, None, 64, 16384, self.seed)
-        xp, _ = _inputs(self.model, name, images, idx, 64, 16384, self.seed)
-        xd, xp = xd.cpu(), xp.cpu()
+        xd, idx = (None, None) if self.reference is None else _inputs(self.reference, name, images, None, 64, 16384,
+                                                                       self.seed)
+        xp = _inputs(self.model, name, images, idx, 64, 16384, self.seed)[0].cpu()
         rows = m.weight.shape[0]
         wd = ref.weight.detach().reshape(rows, -1).double().cpu()
         bn = self.bns.get(name) if m.bias is None else None
         bias = m.bias is not None or bn is not None
         if bias:
             ones = torch.ones(len(xp), 1, dtype=xp.dtype)
-            xp, xd = torch.cat([xp, ones], 1), torch.cat([xd, ones], 1)
+            xp = torch.cat([xp, ones], 1)
+            xd = None if xd is None else torch.cat([xd.cpu(), ones], 1)
             b = ref.bias.detach().double().cpu() if ref.bias is not None else torch.zeros(rows, dtype=torch.float64)
             wd = torch.cat([wd, b[:, None]], 1)
         if len(xp) < 2 * xp.shape[1]:
@@ -274,7 +274,8 @@ class _Compensation:
         lam = self.cfg.compensate_damp * float(h.diagonal().mean()) + 1e-12
         if self.cfg.compensate_refit:  # target: the weights that best reproduce the reference output here,
             # with the ridge pulling toward the reference weights (refit.refit_layer says why)
-            w_ls = torch.linalg.solve(h + lam * torch.eye(len(h), dtype=h.dtype), xp.T @ (xd @ wd.T) + lam * wd.T).T
+            w_ls = torch.linalg.solve(h + lam * torch.eye(len(h), dtype=h.dtype),
+                                      xp.T @ (xd.cpu() @ wd.T) + lam * wd.T).T
         else:  # target: the reference weights themselves (GPTQ as published)
             w_ls = wd
         sw, fcols, rel = gptq_share(w_ls, h, bits, None if mask is None else mask.reshape(rows, -1).cpu(),
