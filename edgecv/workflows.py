@@ -85,9 +85,10 @@ def model_kwargs_of(meta: dict[str, Any], source: str) -> dict[str, Any]:
     return dict(kw)
 
 
-def infer_num_classes(model_name: str, state: dict[str, torch.Tensor], **kwargs: Any) -> int | None:
-    """The class count of a state_dict, read from the head's shape: the tensors whose first dimension
-    follows num_classes (found by building the model twice on the meta device)."""
+def head_keys(model_name: str, **kwargs: Any) -> tuple[dict[str, torch.Tensor], list[str]] | None:
+    """(the model's state_dict on the meta device, the keys of its head: the tensors whose first
+    dimension follows num_classes, found by building the model twice); None for a builder that
+    cannot run on meta tensors."""
     spec = get_spec(model_name)
     try:
         with torch.device("meta"):
@@ -95,9 +96,17 @@ def infer_num_classes(model_name: str, state: dict[str, torch.Tensor], **kwargs:
             b = create_model(spec.name, num_classes=spec.num_classes + 1, **kwargs).state_dict()
     except Exception:  # a builder that cannot run on meta tensors: no guess
         return None
+    return a, [k for k in a if k in b and a[k].shape != b[k].shape and a[k].dim() >= 1]
+
+
+def infer_num_classes(model_name: str, state: dict[str, torch.Tensor], **kwargs: Any) -> int | None:
+    """The class count of a state_dict, read from the head's shape (see :func:`head_keys`)."""
+    found_head = head_keys(model_name, **kwargs)
+    if found_head is None:
+        return None
+    a, head = found_head
     if set(a) - {k for k in a if k.endswith("num_batches_tracked")} - set(state) or set(state) - set(a):
         return None  # not this model's keys: check_state_dict names the difference
-    head = [k for k in a if k in b and a[k].shape != b[k].shape and a[k].dim() >= 1]
     found = {int(state[k].shape[0]) for k in head if k in state and state[k].dim() >= 1}
     return found.pop() if len(found) == 1 else None
 
@@ -151,6 +160,24 @@ def resolve_weights(model_name: str, weights: str | os.PathLike | None, *, num_c
     return model, cfg
 
 
+def transfer_weights(model_name: str, weights: str | os.PathLike, *, num_classes: int,
+                     seed: int = 0) -> tuple[nn.Module, dict[str, Any]]:
+    """Transfer learning: the model ``weights`` stand for (any class count) with a freshly initialised
+    head (seeded, the builder's init) for ``num_classes`` classes; every other tensor is loaded."""
+    src, cfg = resolve_weights(model_name, weights, seed=seed)
+    kw = cfg.get("model_kwargs", {})
+    found = head_keys(model_name, **kw)
+    if found is None or not found[1]:
+        raise UserError(f"cannot find the classifier of {model_name} to re-initialise; train without --new-head")
+    torch.manual_seed(seed)
+    model = create_model(get_spec(model_name).name, num_classes=num_classes, **kw)
+    state = model.state_dict()
+    state.update({k: v for k, v in src.state_dict().items() if k not in found[1]})
+    model.load_state_dict(state)
+    model.train()
+    return model, {**cfg, "num_classes": int(num_classes), "new_head": found[1]}
+
+
 def build(model_name: str, *, num_classes: int | None, weights: str | os.PathLike | None = None,
           seed: int = 0, **kwargs: Any) -> nn.Module:
     """create_model (seeded init) and, when given, strict loading of ``weights`` (a file or a table tag)."""
@@ -185,23 +212,29 @@ def _carry(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def train_model(model_name: str, data: str, out: str | os.PathLike, cfg: TrainConfig, *,
                 weights: str | None = None, input_size: int | None = None, limit: int | None = None,
-                progress: Progress | None = None, resume: bool = False) -> dict[str, Any]:
+                progress: Progress | None = None, resume: bool = False, new_head: bool = False) -> dict[str, Any]:
     """Train a zoo model on ``data``; save safetensors + JSON metadata (rank 0); return a report.
 
     With ``weights`` (a file or a table tag) training starts from them, with the model options and
-    preprocessing they carry. ``resume``: one process only; a checkpoint is written after every epoch
+    preprocessing they carry; ``new_head`` replaces their classifier by a fresh one for the data's
+    classes (transfer learning, e.g. from a CIFAR-10 model to Tiny ImageNet). ``resume``: one process only; a checkpoint is written after every epoch
     (``.OUT.resume.safetensors`` beside ``out``, removed at the end) and an interrupted run continues
     from it to the same weights (without ``resume`` an old one is discarded)."""
     out = Path(out)
     if out.suffix != ".safetensors":
         raise UserError(f"output {out} must end in .safetensors")
+    if new_head and weights is None:
+        raise UserError("--new-head needs --weights to start from (a file or a table tag)")
     if weights is not None and Path(weights).resolve() == out.resolve():
         raise UserError(f"output {out} is the input weights file; choose another -o path")
     wcfg = weights_cfg(model_name, weights)
     dargs = data_args(wcfg, input_size)
     train_ds, info = data_for_model(model_name, data, "train", train=True, limit=limit, **dargs)
     test_ds, _ = data_for_model(model_name, data, "test", train=False, **dargs)
-    model, wcfg = resolve_weights(model_name, weights, num_classes=info.num_classes, seed=cfg.seed)
+    if new_head:
+        model, wcfg = transfer_weights(model_name, weights, num_classes=info.num_classes, seed=cfg.seed)
+    else:
+        model, wcfg = resolve_weights(model_name, weights, num_classes=info.num_classes, seed=cfg.seed)
     ckpt = out.with_name(f".{out.name}.resume.safetensors") if resume else None
     if not resume:
         out.with_name(f".{out.name}.resume.safetensors").unlink(missing_ok=True)
@@ -214,6 +247,8 @@ def train_model(model_name: str, data: str, out: str | os.PathLike, cfg: TrainCo
                               "train_seconds": seconds, "world_size": D.world_size(), "env": environment()}
     if weights is not None:
         report["init_weights"] = wcfg.get("weights", str(weights))
+        if new_head:
+            report["new_head"] = wcfg["new_head"]
     if D.is_main():
         report["test"] = evaluate(model, test_ds, progress=progress)
         save_checkpoint(model, out, report)

@@ -103,6 +103,27 @@ def test_wrong_channel_count_is_explained(capsys):
     assert code == 2 and "3-channel" in err
 
 
+def test_transfer_weights_keeps_the_features_and_starts_a_fresh_head():
+    from safetensors.torch import load_file
+
+    from edgecv.workflows import transfer_weights
+
+    w = Path(__file__).parents[1] / "weights" / "squeezenet1_0-cifar10.safetensors"
+    model, cfg = transfer_weights("squeezenet1_0", w, num_classes=200, seed=3)
+    src, got = load_file(w), model.state_dict()
+    assert cfg["new_head"] == ["classifier.1.weight", "classifier.1.bias"] and cfg["num_classes"] == 200
+    assert got["classifier.1.weight"].shape == (200, 512, 1, 1) and not got["classifier.1.bias"].any()
+    assert 0.008 < got["classifier.1.weight"].std() < 0.012  # the builder's init (normal, std 0.01)
+    assert all(torch.equal(got[k], v) for k, v in src.items() if not k.startswith("classifier"))
+    again, _ = transfer_weights("squeezenet1_0", w, num_classes=200, seed=3)
+    assert torch.equal(again.state_dict()["classifier.1.weight"], got["classifier.1.weight"])  # seeded
+
+
+def test_new_head_needs_weights(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "lenet5", "--data", "mnist", "--new-head", "-o", tmp_path / "x.safetensors")
+    assert code == 2 and "--new-head needs --weights" in err and not (tmp_path / "x.safetensors").exists()
+
+
 @needs_shared
 def test_train_then_eval_lenet_300_100_on_real_mnist(capsys, tmp_path):
     out = tmp_path / "mlp.safetensors"

@@ -359,7 +359,7 @@ def test_hostile_sizes_fail_before_allocating():
     assert len(big) < 64
     with pytest.raises(CodecError, match="max_numel"):
         decode_model(big, max_numel=FUZZ_NUMEL)
-    raw = bytearray(encode_model({"r": torch.ones(4)}))
+    raw = bytearray(encode_model({"r": torch.arange(4.0)}))  # not constant: a fill record would be 4 bytes
     i = raw.index(b"r") + 3                      # the dim varint: claim 2**28 elements
     hostile = _fix_crc(raw[:i] + varint(2 ** 28) + raw[i + 1:])
     with pytest.raises(CodecError, match="truncated"):
@@ -444,3 +444,40 @@ def test_dead_lines_bitmap_padding_and_counts_are_checked():
     blob[i] ^= blob[i] & -blob[i]  # clear the first live row: the last entries land beyond the sub-matrix
     with pytest.raises(CodecError):
         decode_model(_fix_crc(bytes(blob)))
+
+
+def test_constant_raw_tensors_are_stored_as_one_value():
+    from edgecv.codec.container import FILL, FILL_MAX, _encode_record
+
+    consts = {"mean": torch.zeros(960, dtype=torch.float16), "var": torch.ones(3, 4), "nan": torch.full((5,), float("nan")),
+              "flags": torch.ones(7, dtype=torch.bool), "i64": torch.full((2, 2), -3, dtype=torch.int64)}
+    plain = {"signed_zeros": torch.tensor([0.0, -0.0]), "one": torch.ones(1), "scalar": torch.tensor(2.0),
+             "varied": torch.arange(6.0), "huge": torch.zeros(FILL_MAX + 1, dtype=torch.int8)}
+    data = encode_model({**consts, **plain})
+    out, _ = decode_model(data)
+    for name, t in {**consts, **plain}.items():
+        assert _bits_equal(out[name], t), name
+    rows = {r["name"]: r for r in inspect(data)["rows"]}
+    for name, t in consts.items():
+        rec = _encode_record(name, t)
+        assert rec[len(name) + 1] & FILL and rows[name]["fill"] and rows[name]["bytes"]["raw"] == t.element_size()
+        assert rows[name]["bits"] < 8 * t.element_size()
+    for name, t in plain.items():  # one element, bit patterns that differ (0.0 / -0.0), or too many to fill
+        assert not rows[name]["fill"] and rows[name]["bytes"]["raw"] == t.numel() * t.element_size(), name
+
+
+def test_fill_flag_on_one_element_or_beyond_the_limit_is_corrupt():
+    from edgecv.codec.container import FILL, FILL_MAX
+
+    for shape in ((1,), ()):
+        blob = bytearray(encode_model({"r": torch.ones(shape)}))
+        i = blob.index(b"r") + 1
+        blob[i] |= FILL
+        with pytest.raises(CodecError, match="marked as a fill"):
+            decode_model(_fix_crc(bytes(blob)))
+    blob = bytearray(encode_model({"r": torch.zeros(4)}))  # a fill record: claim FILL_MAX + 1 elements
+    i = blob.index(b"r") + 3
+    assert blob[i - 2] & FILL and blob[i] == 4
+    hostile = _fix_crc(blob[:i] + varint(FILL_MAX + 1) + blob[i + 1:])
+    with pytest.raises(CodecError, match="marked as a fill"):
+        decode_model(hostile)

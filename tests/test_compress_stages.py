@@ -437,3 +437,41 @@ def test_raw_dtype_is_validated():
 
     with pytest.raises(UserError, match="raw_dtype"):
         parse_recipe("stages:\n  - huffman:\n      raw_dtype: float8\n")
+
+
+def test_batchnorm_scale_shift_keeps_the_function_and_stores_the_statistics_as_fills():
+    import copy
+
+    from edgecv.codec import decode_model, encode_model
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 48, 3, bias=False), nn.BatchNorm2d(48), nn.ReLU(), nn.Conv2d(48, 40, 1, bias=False),
+                      nn.BatchNorm2d(40), nn.Flatten(), nn.LazyLinear(10))
+    x = torch.randn(4, 3, 8, 8)
+    m(x)
+    with torch.no_grad():
+        for bn in (m[1], m[4]):  # statistics and affine parameters far from the identity
+            bn.running_mean.normal_(0, 2), bn.running_var.uniform_(0.05, 5), bn.weight.uniform_(0.3, 3), bn.bias.normal_()
+    m.eval()
+    ctx = Context()
+    Share(ShareConfig(bits=6, finetune_epochs=0)).apply(m, ctx)
+    as_is, as_is_ctx = copy.deepcopy(m), copy.deepcopy(ctx)
+    Huffman(HuffmanConfig(raw_dtype="float16")).apply(as_is, as_is_ctx)
+    want = m(x)
+    Huffman(HuffmanConfig(raw_dtype="float16", batchnorm="scale_shift")).apply(m, ctx)
+    assert ctx.report["huffman"]["batchnorm_scale_shift"] == 2
+    got = m(x)
+    assert (got - want).abs().max() <= 2e-3 * want.abs().max()  # only the float16 rounding of scale and shift
+    assert torch.equal(m[1].running_mean, torch.zeros(48)) and torch.equal(m[4].running_var, torch.ones(40))
+    blob, plain = encode_model(to_layer_codes(m, ctx)), encode_model(to_layer_codes(as_is, as_is_ctx))
+    assert len(plain) - len(blob) >= 2 * 2 * (48 + 40) - 2 * 2 * 2  # two float16 vectors per BN, less one value each
+    back, _ = decode_model(blob)
+    for k, v in m.state_dict().items():
+        assert torch.equal(back[k].to(v.dtype), v), k
+
+
+def test_batchnorm_option_is_validated():
+    from edgecv.compress.recipe import parse_recipe
+
+    with pytest.raises(UserError, match="batchnorm"):
+        parse_recipe("stages:\n  - huffman:\n      batchnorm: fold\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from edgecv.errors import UserError
 from edgecv.pipeline import RECIPE_DIR, compress, load_compressed
@@ -53,8 +54,11 @@ def test_deep_compression_recipe_short_run(tmp_path, shared):
     # 960-input project convs on 3x3 maps) and the classifier (2,624 photos needed) are rounded
     assert rep["stages"]["share"]["compensated"]["layers"] == 31
     assert rep["stages"]["prune"]["refit"]["round 1"]["layers"] == 1
+    assert rep["stages"]["huffman"]["batchnorm_scale_shift"] == 52  # every BatchNorm: statistics stored as fills
     model, meta = load_compressed(out)
     assert meta["eval_data"] == "imagenet-samples" and meta["model_kwargs"]["tf_same_padding"]
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 52 and all(not m.running_mean.any() and (m.running_var == 1).all() for m in bns)
 
 
 def test_mobilenet_v1_075_deep_compression_recipe_short_run(tmp_path, shared):
@@ -63,6 +67,7 @@ def test_mobilenet_v1_075_deep_compression_recipe_short_run(tmp_path, shared):
                    **{**SHORT, "weights": "imagenet"})
     assert out.stat().st_size == rep["compressed_bytes"] and rep["ratio"] >= 10  # >= 10x of 10.4 MB
     assert rep["stages"]["share"]["compensated"]["layers"] == 13  # the 13 pointwise convs
+    assert rep["stages"]["huffman"]["batchnorm_scale_shift"] == 27
     model, meta = load_compressed(out)
     assert meta["model_kwargs"]["act"] == "RE6"
 

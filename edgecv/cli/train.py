@@ -19,9 +19,13 @@ from edgecv.cli._app import emit_json, make_progress, cli, console
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="sgd", show_default=True)
 @click.option("--weight-decay", type=T.non_negative(), default=5e-4, show_default=True)
 @click.option("--schedule", type=click.Choice(["cosine", "constant", "step"]), default="cosine", show_default=True)
+@click.option("--warmup-epochs", type=T.Float(0.0, 1000.0), default=0.0, show_default=True,
+              help="Ramp the learning rate linearly from 0 over this many epochs (fractions allowed).")
 @click.option("--label-smoothing", type=T.Float(0.0, 1.0, max_open=True), default=0.0)
 @click.option("--seed", type=T.SEED, default=0, show_default=True)
 @click.option("--weights", default=None, help="Weights: a file (.safetensors + JSON sidecar, or weights-only .pth), or 'imagenet' (alias 'pretrained', or 'imagenet-tf') from edgecv's pretrained table (see `edgecv models --pretrained`).")
+@click.option("--new-head", is_flag=True,
+              help="Start from --weights with a fresh classifier for --data's classes (transfer learning).")
 @click.option("--input-size", type=T.SIZE, default=None, help="Square input size (default: the model's for its dataset).")
 @click.option("--limit", type=T.count(), default=None, help="Use only the first N training images.")
 @click.option("--max-steps", type=T.count(), default=None, help="Stop after N optimizer steps (smoke runs).")
@@ -30,20 +34,20 @@ from edgecv.cli._app import emit_json, make_progress, cli, console
 @click.option("--resume", is_flag=True,
               help="Checkpoint every epoch (.OUT.resume.safetensors) and continue an interrupted run from it; same weights as an uninterrupted run.")
 def train_cmd(model: str, data: str, out: str, epochs: int, batch_size: int, lr: float, optimizer: str,
-              weight_decay: float, schedule: str, label_smoothing: float, seed: int, weights: str | None,
-              input_size: int | None, limit: int | None, max_steps: int | None, device: str,
-              json_out: str | None, resume: bool = False) -> None:
+              weight_decay: float, schedule: str, warmup_epochs: float, label_smoothing: float, seed: int,
+              weights: str | None, new_head: bool, input_size: int | None, limit: int | None,
+              max_steps: int | None, device: str, json_out: str | None, resume: bool = False) -> None:
     """Train MODEL on --data and save safetensors (+ a JSON of metadata). Works under torchrun."""
     from edgecv import distributed as D
     from edgecv.engine import TrainConfig
     from edgecv.workflows import train_model
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
-                      schedule=schedule, label_smoothing=label_smoothing, seed=seed, device=device,
-                      max_steps=max_steps)
+                      schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, seed=seed,
+                      device=device, max_steps=max_steps)
     D.maybe_init()
     rep = train_model(model, data, out, cfg, weights=weights, input_size=input_size, limit=limit,
-                      progress=make_progress(), resume=resume)
+                      progress=make_progress(), resume=resume, new_head=new_head)
     if not D.is_main():
         return
     t = Table(title=f"train {rep['model']} on {data}")

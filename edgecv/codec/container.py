@@ -38,6 +38,8 @@ MAX_TOTAL_NUMEL = 2 ** 31                   # default bound on the elements a fi
 MAX_NAME_BYTES = 4096
 RAW, DENSE, SPARSE, AFFINE = 0, 1, 2, 3
 LINES = 0x10  # sparse tag flag: live-row / live-column bitmaps follow the entry count (docs/format.md)
+FILL = 0x04  # raw tag flag: every element equals the one element stored (BatchNorm statistics in scale-shift form)
+FILL_MAX = 1 << 20  # elements a fill record may declare: a few bytes must not decode to gigabytes
 KINDS = {RAW: "raw", DENSE: "dense", SPARSE: "sparse", AFFINE: "affine"}
 
 if TYPE_CHECKING:
@@ -114,8 +116,10 @@ def _encode_record(name: str, obj: LayerCode | np.ndarray | torch.Tensor) -> byt
         code, shape, payload = _raw_bytes(name, obj)
         if len(shape) > 8:
             raise CodecError(f"tensor {name!r} has {len(shape)} dims; the format stores at most 8")
-        head = varint(len(name_b)) + name_b + bytes([RAW | code << 4, len(shape)])
-        return head + b"".join(varint(d) for d in shape) + payload
+        size = np.dtype(DTYPES[code][1]).itemsize
+        fill = size < len(payload) <= FILL_MAX * size and payload == payload[:size] * (len(payload) // size)
+        head = varint(len(name_b)) + name_b + bytes([RAW | code << 4 | (FILL if fill else 0), len(shape)])
+        return head + b"".join(varint(d) for d in shape) + (payload[:size] if fill else payload)
     if isinstance(obj, AffineCode):
         return _encode_affine(name_b, obj)
     if not isinstance(obj, LayerCode):
@@ -237,7 +241,7 @@ def _read_record(r: Reader, budget: list[int]) -> Record:
     tag, ndim = r.u8(f"{name}: tag"), r.u8(f"{name}: ndim")
     kind, vh, ih, hi = tag & 3, bool(tag & 4), bool(tag & 8), tag >> 4
     lines = kind == SPARSE and hi == LINES >> 4
-    if kind not in KINDS or ndim > 8 or (kind == RAW and (hi not in DTYPES or vh or ih)) \
+    if kind not in KINDS or ndim > 8 or (kind == RAW and (hi not in DTYPES or ih)) \
             or (kind != RAW and hi and not lines) or (kind == DENSE and ih) or (kind == AFFINE and ndim == 0) \
             or (lines and ndim < 2):
         raise CodecError(f"corrupt file: tensor {name!r} has an invalid tag byte {tag:#04x} or ndim {ndim}")
@@ -253,8 +257,13 @@ def _read_record(r: Reader, budget: list[int]) -> Record:
     if kind == RAW:
         dname, le = DTYPES[hi]
         sizes["header"] = r.pos - start
-        nbytes = numel * np.dtype(le).itemsize
+        nbytes = (1 if vh else numel) * np.dtype(le).itemsize  # vh = the FILL flag of a raw record
+        if vh and not 2 <= numel <= FILL_MAX:
+            raise CodecError(f"corrupt file: raw tensor {name!r} of {numel} element(s) is marked as a fill "
+                             f"(allowed for 2..{FILL_MAX})")
         buf = np.frombuffer(r.take(nbytes, f"{name}: raw data"), dtype=le)
+        if vh:
+            buf = np.full(numel, buf[0], dtype=le)
         sizes["raw"] = nbytes
         if dname == "bool" and buf.size and buf.max() > 1:
             raise CodecError(f"corrupt file: bool tensor {name!r} holds bytes other than 0/1")

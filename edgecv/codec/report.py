@@ -11,10 +11,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from edgecv.codec.base import AffineCode, LayerCode
 from edgecv.codec.bitpack import varint
 from edgecv.codec.container import (
     AFFINE,
+    DTYPES,
     KINDS,
     MAX_TOTAL_NUMEL,
     RAW,
@@ -25,14 +28,19 @@ from edgecv.codec.container import (
 )
 
 
+_ITEMSIZE = {name: np.dtype(le).itemsize for name, le in DTYPES.values()}
+
+
 def _row(rec: Record) -> dict[str, Any]:
     b = dict(rec.sizes)
     total = sum(b.values())
     numel = math.prod(rec.shape)
     row: dict[str, Any] = {"name": rec.name, "kind": KINDS[rec.kind], "shape": list(rec.shape), "numel": numel}
     if rec.kind == RAW:
+        bits = 8 * b["raw"] / numel if numel else None  # below the dtype's width for a fill record
         row.update(dtype=rec.dtype, kept=numel, kept_pct=100.0, fillers=0, entries=numel,
-                   bits=8 * (b["raw"] // numel) if numel else None, index_bits=None, codebook_size=None,
+                   bits=int(bits) if bits is not None and bits.is_integer() else round(bits, 4) if bits else None,
+                   fill=bool(numel) and b["raw"] < numel * _ITEMSIZE[rec.dtype], index_bits=None, codebook_size=None,
                    huffman=False, values_huffman=False, index_huffman=False, fixed_width_bytes=total)
     elif rec.kind == AFFINE:
         aff: AffineCode = rec.value  # type: ignore[assignment]

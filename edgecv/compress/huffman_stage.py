@@ -39,12 +39,19 @@ class HuffmanConfig:
     ``raw_dtype``: how the float tensors without a code are stored (biases, BatchNorm parameters
     and statistics, layers left alone): float32 as the paper counts them, or float16 / bfloat16
     at half the bytes; the model's tensors are rounded to it in place, so the file still decodes
-    to exactly the model that is evaluated."""
+    to exactly the model that is evaluated.
+    ``batchnorm``: ``scale_shift`` rewrites every BatchNorm with running statistics exactly (in eval
+    mode) as a per-channel scale and shift: weight ``gamma * sqrt(1 + eps) / sqrt(var + eps)``, bias
+    ``beta - mean * gamma / sqrt(var + eps)``, mean 0, variance 1; the two statistics are then
+    constants, which the codec stores as one value each (docs/format.md, fill records), halving the
+    BatchNorm bytes. Fine-tuning the decoded model in train mode needs real statistics again
+    (``equalize: {bn_images: N}`` restores them, function unchanged)."""
 
     index_bits: int | Literal["auto"] | dict[str, int | Literal["auto"]] = field(
         default=DEFAULT_INDEX_BITS, metadata=targets())
     enabled: bool = True
     raw_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    batchnorm: Literal["as_is", "scale_shift"] = "as_is"
 
     def __post_init__(self) -> None:
         vals = self.index_bits.items() if isinstance(self.index_bits, dict) else [("index_bits", self.index_bits)]
@@ -76,6 +83,8 @@ class Huffman(Stage):
             ctx.encoding[pname] = (AUTO if width == "auto" else width, cfg.enabled)
         report.update({"layers": {k: {"index_bits": v[0] or "auto", "huffman": v[1]}
                                   for k, v in ctx.encoding.items()}})
+        if cfg.batchnorm == "scale_shift":
+            report["batchnorm_scale_shift"] = scale_shift_batchnorms(model, skip=names)
         ctx.raw_dtype = cfg.raw_dtype
         if cfg.raw_dtype != "float32":
             dt = getattr(torch, cfg.raw_dtype)
@@ -88,6 +97,27 @@ class Huffman(Stage):
                         rounded += t.numel()
             report["raw_dtype"] = {"dtype": cfg.raw_dtype, "rounded_values": rounded}
         return model
+
+
+@torch.no_grad()
+def scale_shift_batchnorms(model: nn.Module, skip: dict[str, Any] | None = None) -> int:
+    """Rewrite each affine BatchNorm with running statistics (and no coded parameter in ``skip``) as
+    scale and shift with mean 0 and variance 1, the same function in eval mode; returns how many."""
+    done = 0
+    for name, m in model.named_modules():
+        if not (isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine and m.running_mean is not None
+                and m.running_var is not None):
+            continue
+        if skip and (f"{name}.weight" in skip or f"{name}.bias" in skip):
+            continue
+        inv = torch.rsqrt(m.running_var.double() + m.eps)
+        gamma, beta = m.weight.double(), m.bias.double()
+        m.bias.copy_(beta - m.running_mean.double() * gamma * inv)
+        m.weight.copy_(gamma * inv * math.sqrt(1.0 + m.eps))
+        m.running_mean.zero_()
+        m.running_var.fill_(1.0)
+        done += 1
+    return done
 
 
 def _stream_bytes(freq: np.ndarray, width: int, huff: bool) -> int:
