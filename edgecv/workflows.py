@@ -171,8 +171,12 @@ def transfer_weights(model_name: str, weights: str | os.PathLike, *, num_classes
         raise UserError(f"cannot find the classifier of {model_name} to re-initialise; train without --new-head")
     torch.manual_seed(seed)
     model = create_model(get_spec(model_name).name, num_classes=num_classes, **kw)
-    state = model.state_dict()
-    state.update({k: v for k, v in src.state_dict().items() if k not in found[1]})
+    state, kept = model.state_dict(), {k: v for k, v in src.state_dict().items() if k not in found[1]}
+    resized = [k for k, v in kept.items() if k in state and v.shape != state[k].shape]
+    if resized:  # a channel-pruned file: its widths are not the zoo's
+        raise UserError(f"{weights}: {len(resized)} tensors (e.g. {resized[0]}) do not have {model_name}'s shapes "
+                        f"(channel-pruned weights?); --new-head starts from the zoo's layer widths only")
+    state.update(kept)
     model.load_state_dict(state)
     model.train()
     return model, {**cfg, "num_classes": int(num_classes), "new_head": found[1]}
@@ -217,9 +221,10 @@ def train_model(model_name: str, data: str, out: str | os.PathLike, cfg: TrainCo
 
     With ``weights`` (a file or a table tag) training starts from them, with the model options and
     preprocessing they carry; ``new_head`` replaces their classifier by a fresh one for the data's
-    classes (transfer learning, e.g. from a CIFAR-10 model to Tiny ImageNet). ``resume``: one process only; a checkpoint is written after every epoch
-    (``.OUT.resume.safetensors`` beside ``out``, removed at the end) and an interrupted run continues
-    from it to the same weights (without ``resume`` an old one is discarded)."""
+    classes (transfer learning, e.g. from a CIFAR-10 model to Tiny ImageNet). ``resume``: one process
+    only; a checkpoint is written after every epoch (``.OUT.resume.safetensors`` beside ``out``,
+    removed at the end) and an interrupted run continues from it to the same weights (without
+    ``resume`` an old one is discarded)."""
     out = Path(out)
     if out.suffix != ".safetensors":
         raise UserError(f"output {out} must end in .safetensors")

@@ -119,6 +119,22 @@ def test_transfer_weights_keeps_the_features_and_starts_a_fresh_head():
     assert torch.equal(again.state_dict()["classifier.1.weight"], got["classifier.1.weight"])  # seeded
 
 
+def test_transfer_refuses_channel_pruned_weights(tmp_path):
+    from edgecv.checkpoint import save_checkpoint
+    from edgecv.errors import UserError
+    from edgecv.models import create_model
+    from edgecv.workflows import transfer_weights
+
+    m = create_model("squeezenet1_1", num_classes=10)
+    fire = m.features[3]
+    fire.squeeze = torch.nn.Conv2d(64, 12, 1)  # 16 -> 12 squeeze filters, as structured pruning leaves them
+    fire.expand1x1, fire.expand3x3 = torch.nn.Conv2d(12, 64, 1), torch.nn.Conv2d(12, 64, 3, padding=1)
+    w = save_checkpoint(m, tmp_path / "pruned.safetensors", {"model": "squeezenet1_1", "num_classes": 10,
+                                                             "pruned_shapes": 3})
+    with pytest.raises(UserError, match="features.3.squeeze.weight.*channel-pruned"):
+        transfer_weights("squeezenet1_1", w, num_classes=200)
+
+
 def test_new_head_needs_weights(capsys, tmp_path):
     code, _, err = run(capsys, "train", "lenet5", "--data", "mnist", "--new-head", "-o", tmp_path / "x.safetensors")
     assert code == 2 and "--new-head needs --weights" in err and not (tmp_path / "x.safetensors").exists()
