@@ -3,15 +3,15 @@ the exact properties on a toy layer, then on real weights (Google's MobileNet v1
 unlabeled Tiny ImageNet photos for the statistics, agreement measured on ImageNet samples)."""
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
 
-from edgecv.compress import Context, load_recipe
+from edgecv.compress import load_recipe
 from edgecv.compress.gptq import gptq_columns, gptq_share
 from edgecv.compress.share import kmeans_1d
 from edgecv.errors import UserError
+from tests.conftest import run_recipe_agreement
 
 
 def _layer(rows: int = 12, feats: int = 24, n: int = 600):
@@ -63,26 +63,15 @@ def test_options_are_range_checked(tmp_path):
 
 
 def test_compensation_beats_rounding_on_real_weights(shared, tmp_path):
-    from edgecv.workflows import data_args, data_for_model, resolve_weights
-
-    model, cfg = resolve_weights("mobilenet_v1_025", "imagenet", num_classes=1000, seed=0)
-    ev, _ = data_for_model("mobilenet_v1_025", "imagenet-samples", "test", train=False, limit=300, **data_args(cfg))
-    tr, _ = data_for_model("mobilenet_v1_025", "tiny-imagenet", "train", train=False, limit=600, **data_args(cfg))
-    x = torch.stack([ev[i][0] for i in range(len(ev))])
-    with torch.no_grad():
-        ref = model.eval()(x).argmax(1)
-    agree, reports = {}, {}
-    for name, extra in (("rounding", ""), ("compensated", ", compensate_images: 256")):
-        p = tmp_path / f"{name}.yaml"
-        p.write_text("stages:\n  - equalize: {bn_images: 256}\n"
-                     "  - share: {bits: {conv: 8, '*.pw.0': 4, fc: 4}, finetune_epochs: 0" + extra + "}\n")
-        ctx = Context(model_name="mobilenet_v1_025", train_data=tr)
-        m = load_recipe(str(p)).run(copy.deepcopy(model), ctx)
-        with torch.no_grad():
-            agree[name] = float((m.eval()(x).argmax(1) == ref).float().mean())
-        reports[name] = ctx.report
-        for pname, sw in ctx.shared.items():  # the model holds exactly the shared values
-            mod = dict(m.named_modules())[pname.rsplit(".", 1)[0]]
+    variants = {name: "stages:\n  - equalize: {bn_images: 256}\n"
+                      "  - share: {bits: {conv: 8, '*.pw.0': 4, fc: 4}, finetune_epochs: 0" + extra + "}\n"
+                for name, extra in (("rounding", ""), ("compensated", ", compensate_images: 256"))}
+    agree, runs = run_recipe_agreement(tmp_path, variants, train_limit=600)
+    reports = {name: run["report"] for name, run in runs.items()}
+    for run in runs.values():  # the model holds exactly the shared values
+        mods = dict(run["model"].named_modules())
+        for pname, sw in run["shared"].items():
+            mod = mods[pname.rsplit(".", 1)[0]]
             assert torch.equal(mod.weight.detach(), sw.decode().to(mod.weight.dtype))
     assert agree["compensated"] > agree["rounding"] + 0.10, agree
     layers = next(v for k, v in reports["compensated"].items() if k.startswith("share"))["layers"]

@@ -3,15 +3,14 @@ Google's MobileNet v1-0.25 (shared/weights/imagenet-float), its 1x1 convs and cl
 half, unlabeled Tiny ImageNet photos for the statistics, agreement measured on ImageNet samples."""
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
 import torch.nn as nn
 
-from edgecv.compress import Context, load_recipe
 from edgecv.compress.refit import refit_layer, refittable
 from edgecv.models import create_model
+from tests.conftest import run_recipe_agreement
 
 
 def test_refit_layer_recovers_a_linear_map_exactly():
@@ -40,21 +39,9 @@ def test_refittable_layers():
 
 
 def test_refit_beats_magnitude_pruning_on_real_weights(shared, tmp_path):
-    from edgecv.workflows import data_args, data_for_model, resolve_weights
-
-    model, cfg = resolve_weights("mobilenet_v1_025", "imagenet", num_classes=1000, seed=0)
-    ev, _ = data_for_model("mobilenet_v1_025", "imagenet-samples", "test", train=False, limit=300, **data_args(cfg))
-    tr, _ = data_for_model("mobilenet_v1_025", "tiny-imagenet", "train", train=False, limit=2000, **data_args(cfg))
-    x = torch.stack([ev[i][0] for i in range(len(ev))])
-    with torch.no_grad():
-        ref = model.eval()(x).argmax(1)
-    agree = {}
-    for name, extra in (("magnitude", ""), ("refit", "\n      refit_images: 256")):
-        p = tmp_path / f"{name}.yaml"
-        p.write_text("stages:\n  - equalize: {bn_images: 256}\n  - prune:\n"
-                     "      keep: {'*.pw.0': 0.5, fc: 0.5}\n      layers: ['*.pw.0', fc]\n"
-                     "      finetune_epochs: 0" + extra + "\n")
-        m = load_recipe(str(p)).run(copy.deepcopy(model), Context(model_name="mobilenet_v1_025", train_data=tr))
-        with torch.no_grad():
-            agree[name] = float((m.eval()(x).argmax(1) == ref).float().mean())
+    variants = {name: "stages:\n  - equalize: {bn_images: 256}\n  - prune:\n"
+                      "      keep: {'*.pw.0': 0.5, fc: 0.5}\n      layers: ['*.pw.0', fc]\n"
+                      "      finetune_epochs: 0" + extra + "\n"
+                for name, extra in (("magnitude", ""), ("refit", "\n      refit_images: 256"))}
+    agree, _ = run_recipe_agreement(tmp_path, variants, train_limit=2000)
     assert agree["refit"] > agree["magnitude"] + 0.10, agree

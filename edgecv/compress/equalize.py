@@ -134,15 +134,23 @@ def restat_bn(model: nn.Module, pairs: list[tuple[str, nn.Conv2d, nn.BatchNorm2d
     for _, _, bn in pairs:
         s0, s1, n = sums[id(bn)]
         m = s0 / n
-        v = (s1 / n - m * m).clamp(min=0)
-        mean, var = bn.running_mean.double().cpu(), bn.running_var.double().cpu()
-        g, b = bn.weight.double().cpu(), bn.bias.double().cpu()
-        sd_old, sd_new = (var + bn.eps).sqrt(), (v + bn.eps).sqrt()
-        bn.bias.copy_((b + g * (m - mean) / sd_old).to(bn.bias.dtype))
-        bn.weight.copy_((g * sd_new / sd_old).to(bn.weight.dtype))
-        bn.running_mean.copy_(m.to(bn.running_mean.dtype))
-        bn.running_var.copy_(v.to(bn.running_var.dtype))
+        set_bn_statistics(bn, m, (s1 / n - m * m).clamp(min=0))
     return len(pairs)
+
+
+@torch.no_grad()
+def set_bn_statistics(bn: nn.modules.batchnorm._BatchNorm, mean: torch.Tensor, var: torch.Tensor) -> None:
+    """Give an affine BatchNorm the running statistics (``mean``, ``var``), with gamma and beta changed
+    so that its eval-mode output stays the same (computed in float64):
+    ``gamma' = gamma * sqrt(var + eps) / sqrt(v + eps)``, ``beta' = beta + gamma * (mean - m) / sqrt(v + eps)``."""
+    m_old, v_old = bn.running_mean.double().cpu(), bn.running_var.double().cpu()
+    g, b = bn.weight.double().cpu(), bn.bias.double().cpu()
+    mean, var = mean.double().cpu(), var.double().cpu()
+    sd_old, sd_new = (v_old + bn.eps).sqrt(), (var + bn.eps).sqrt()
+    bn.bias.copy_((b + g * (mean - m_old) / sd_old).to(bn.bias.dtype))
+    bn.weight.copy_((g * sd_new / sd_old).to(bn.weight.dtype))
+    bn.running_mean.copy_(mean.to(bn.running_mean.dtype))
+    bn.running_var.copy_(var.to(bn.running_var.dtype))
 
 
 @register_stage

@@ -134,7 +134,8 @@ def gptq_share(w_ref: torch.Tensor, h: torch.Tensor, bits: int, mask: torch.Tens
     vals = wq[mask] if sparse else wq.reshape(-1)
     fit = kmeans_1d(vals.float(), 2 ** bits - (1 if sparse else 0), seed=seed).double()
     # the plain assignment, for the report and as a floor
-    plain = fit[nearest(wq, fit)]
+    near = nearest(wq, fit)
+    plain = fit[near]
     if sparse:
         plain = torch.where(mask, plain, torch.zeros_like(plain))
     base = _output_error(torch.cat([plain, w_ref[:, nq:]], 1), w_ref, h)
@@ -153,7 +154,7 @@ def gptq_share(w_ref: torch.Tensor, h: torch.Tensor, bits: int, mask: torch.Tens
         if e2 < err:
             cb, err = trial, e2
     if err > base:  # compensation never makes a layer worse than rounding
-        assign = nearest(wq, fit) + first
+        assign = near + first
         if sparse:
             assign = torch.where(mask, assign, torch.zeros_like(assign))
         cb, err, q = full, base, torch.cat([plain, w_ref[:, nq:]], 1)

@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from edgecv.compress import targets as T
 from edgecv.compress.base import Context, Stage, register_stage, targets
+from edgecv.compress.equalize import set_bn_statistics
 from edgecv.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -110,12 +111,7 @@ def scale_shift_batchnorms(model: nn.Module, skip: dict[str, Any] | None = None)
             continue
         if skip and (f"{name}.weight" in skip or f"{name}.bias" in skip):
             continue
-        inv = torch.rsqrt(m.running_var.double() + m.eps)
-        gamma, beta = m.weight.double(), m.bias.double()
-        m.bias.copy_(beta - m.running_mean.double() * gamma * inv)
-        m.weight.copy_(gamma * inv * math.sqrt(1.0 + m.eps))
-        m.running_mean.zero_()
-        m.running_var.fill_(1.0)
+        set_bn_statistics(m, torch.zeros(m.num_features), torch.ones(m.num_features))
         done += 1
     return done
 

@@ -101,21 +101,36 @@ def _inputs(model: nn.Module, name: str, images: torch.Tensor, idx: list[torch.T
     return torch.cat(out), (chosen if idx is None else idx)
 
 
+def with_offset(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (rows, features) with the constant input a fitted offset (bias) reads appended."""
+    return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], 1)
+
+
+@torch.no_grad()
+def set_offset(m: nn.Module, bn: nn.Module | None, b: torch.Tensor) -> None:
+    """Store the fitted per-output offset ``b`` of ``m``: its bias, or for a bias-free ``m`` in the
+    BatchNorm ``bn`` after it (exact in eval mode: conv + b, then BN with mean mu, is the conv then BN
+    with mean mu - b)."""
+    if m.bias is not None:
+        m.bias.copy_(b.to(m.bias.dtype).to(m.bias.device))
+    elif bn is not None:
+        bn.running_mean.sub_(b.to(bn.running_mean.dtype).to(bn.running_mean.device))
+
+
 @torch.no_grad()
 def refit_layer(m: nn.Module, mask: torch.Tensor, w_dense: torch.Tensor, b_dense: torch.Tensor | None,
                 xp: torch.Tensor, xd: torch.Tensor, damp: float = 0.01, bn: nn.Module | None = None) -> float:
     """Refit ``m``'s kept weights (``mask``, ``m.weight``'s shape) in place to reproduce ``xd @ w_dense.T``
     from ``xp`` (which may have fewer features than ``xd``: a channel-pruned input); returns the
     relative output error after / before. ``bn``: the BatchNorm after a bias-free ``m``; an offset is
-    then fitted too and moved into its running mean (exact in eval mode: conv + b, then BN with mean
-    mu, is the conv then BN with mean mu - b), which cancels the output's mean shift."""
+    then fitted too and moved into its running mean (:func:`set_offset`), which cancels the output's
+    mean shift."""
     out_ch = w_dense.shape[0]
     wd = w_dense.reshape(out_ch, -1).double()
     mk = mask.reshape(out_ch, -1).bool()
     bias = m.bias is not None or bn is not None
     if bias:
-        ones = torch.ones(len(xp), 1, dtype=xp.dtype)
-        xp, xd = torch.cat([xp, ones], 1), torch.cat([xd, ones], 1)
+        xp, xd = with_offset(xp), with_offset(xd)
         wd = torch.cat([wd, (b_dense if b_dense is not None else torch.zeros(out_ch)).double()[:, None]], 1)
         mk = torch.cat([mk, torch.ones(out_ch, 1, dtype=torch.bool)], 1)
     hpp, hpd = xp.T @ xp, xp.T @ xd
@@ -141,10 +156,7 @@ def refit_layer(m: nn.Module, mask: torch.Tensor, w_dense: torch.Tensor, b_dense
     if err_new >= err_old:  # never make a layer worse (ill-conditioned statistics)
         return 1.0
     if bias:
-        if m.bias is not None:
-            m.bias.copy_(new[:, -1].to(m.bias.dtype).to(m.bias.device))
-        else:
-            bn.running_mean.sub_(new[:, -1].to(bn.running_mean.dtype).to(bn.running_mean.device))
+        set_offset(m, bn, new[:, -1])
         new = new[:, :-1]
     m.weight.copy_(new.reshape(m.weight.shape).to(m.weight.dtype).to(m.weight.device))
     return err_new / max(err_old, 1e-30)

@@ -245,7 +245,7 @@ class _Compensation:
     @torch.no_grad()
     def share(self, name: str, bits: int, mask: torch.Tensor | None) -> SharedWeight | None:
         from edgecv.compress.gptq import gptq_share
-        from edgecv.compress.refit import _inputs, images_for, refittable
+        from edgecv.compress.refit import _inputs, images_for, refittable, set_offset, with_offset
 
         m = dict(self.model.named_modules())[name]
         if self.images is None or not refittable(m):
@@ -261,9 +261,8 @@ class _Compensation:
         bn = self.bns.get(name) if m.bias is None else None
         bias = m.bias is not None or bn is not None
         if bias:
-            ones = torch.ones(len(xp), 1, dtype=xp.dtype)
-            xp = torch.cat([xp, ones], 1)
-            xd = None if xd is None else torch.cat([xd.cpu(), ones], 1)
+            xp = with_offset(xp)
+            xd = None if xd is None else with_offset(xd.cpu())
             b = ref.bias.detach().double().cpu() if ref.bias is not None else torch.zeros(rows, dtype=torch.float64)
             wd = torch.cat([wd, b[:, None]], 1)
         if len(xp) < 2 * xp.shape[1]:
@@ -282,10 +281,8 @@ class _Compensation:
                                     float_cols=1 if bias else 0, damp=self.cfg.compensate_damp, seed=self.seed)
         sw = SharedWeight(codebook=sw.codebook, assign=sw.assign.reshape(m.weight.shape), bits=bits,
                           sparse=sw.sparse)
-        if m.bias is not None:
-            m.bias.copy_(fcols[:, 0].to(m.bias.dtype).to(device))
-        elif bn is not None:  # exact in eval mode: conv + b then BN(mean) == conv then BN(mean - b)
-            bn.running_mean.sub_(fcols[:, 0].to(bn.running_mean.dtype).to(bn.running_mean.device))
+        if bias:
+            set_offset(m, bn, fcols[:, 0])
         self.errors[name] = rel
         log.info("share %s: %d-bit compensated, output error %.3f of rounding's", name, bits, rel)
         return sw
