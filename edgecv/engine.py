@@ -145,7 +145,7 @@ def train(
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
         progress.start(f"epoch {epoch + 1}/{cfg.epochs}", min(steps_per_epoch, total - step))
-        t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        t0, seen, loss_sum, correct, labeled = time.perf_counter(), 0, 0.0, 0, 0
         for x, y in loader:
             if step >= total:
                 break
@@ -162,12 +162,14 @@ def train(
             logits = out[0] if isinstance(out, tuple) else out
             seen += len(y)
             loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
+            has = y >= 0  # label -1: an unlabeled photo (distillation), not counted in the accuracy
+            correct += (logits.argmax(1)[has] == y[has]).sum().item()
+            labeled += int(has.sum().item())
             step += 1
-            progress.advance(1, loss=loss_sum / seen, acc=100.0 * correct / seen)
+            progress.advance(1, loss=loss_sum / seen, **({"acc": 100.0 * correct / labeled} if labeled else {}))
         progress.stop()
         rec: dict[str, Any] = {"epoch": epoch + 1, "loss": loss_sum / max(1, seen),
-                               "train_top1": 100.0 * correct / max(1, seen),
+                               "train_top1": 100.0 * correct / labeled if labeled else None,
                                "seconds": time.perf_counter() - t0, "lr": opt.param_groups[0]["lr"]}
         if val_ds is not None and D.is_main():
             rec.update({f"val_{k}": v for k, v in evaluate(model, val_ds, batch_size=256, device=cfg.device).items()

@@ -139,7 +139,7 @@ def compress_module(model: nn.Module, rec: Any, *, meta: dict[str, Any], train_d
                     calib_ds: Any = None, seed: int = 0, input_size: tuple[int, int, int] | None = None,
                     model_name: str | None = None, teacher: nn.Module | None = None,
                     template: nn.Module | None = None, progress: Progress | None = None,
-                    resume_dir: str | os.PathLike | None = None) -> Compressed:
+                    resume_dir: str | os.PathLike | None = None, device: str = "cpu", workers: int = 0) -> Compressed:
     """Run the recipe ``rec`` on ``model`` (any ``nn.Module``; recipe targets are module-name patterns
     and the selectors conv / fc), encode the result and check the encoding.
 
@@ -147,6 +147,8 @@ def compress_module(model: nn.Module, rec: Any, *, meta: dict[str, Any], train_d
     ``input_size`` (C, H, W) for the stages that trace the model; ``teacher``: the module the recipe's
     ``distill`` stages learn from; ``template``: an untouched copy of a user's model (the "after"
     accuracy is measured on it filled with the decoded weights; default: a zoo model from ``meta``).
+    ``device`` / ``workers``: where the retraining steps run (e.g. ``cuda``) and their data-loader
+    processes; every other step, the encoding and the accuracy measurement run on the CPU.
     """
     from edgecv.codec import decode_model, encode_model, inspect
     from edgecv.compress import Context, quant_codes, quantizer_meta, to_layer_codes
@@ -160,7 +162,8 @@ def compress_module(model: nn.Module, rec: Any, *, meta: dict[str, Any], train_d
         timings["eval_before"] = time.perf_counter() - t0
     _attach_teacher(rec, teacher)
     ctx = Context(model_name=model_name, train_data=train_ds, eval_data=eval_ds, seed=seed, progress=progress,
-                  input_size=input_size, resume_dir=None if resume_dir is None else str(resume_dir))
+                  input_size=input_size, resume_dir=None if resume_dir is None else str(resume_dir),
+                  device=device, workers=workers)
     ctx.calib_data = calib_ds  # type: ignore[attr-defined]  # read by the quantize stage
     shapes0 = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
@@ -250,6 +253,8 @@ def compress(
     resume: bool = False,
     eval_data: str | None = None,
     train_size: int | None = None,
+    device: str = "cpu",
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Run ``recipe`` on ``model_name`` and write the compressed file to ``out``.
 
@@ -264,7 +269,8 @@ def compress(
     the accuracy before/after (top-1, top-5, drop, agreement of the top-1 predictions, n).
     ``eval_data``: measure on this dataset instead of ``data``'s test split; ``train_size``: fine-tune
     at this image side (e.g. 160 for a 224 model: ~3x faster on a CPU; FixRes, Touvron et al. 2019,
-    shows training below the test resolution costs little).
+    shows training below the test resolution costs little). ``device`` (``cpu``, ``cuda``, ``cuda:N``)
+    and ``workers``: where the fine-tuning steps run and how many data-loader processes feed them.
     """
     from edgecv.checkpoint import atomic_write
     from edgecv.compress import load_recipe
@@ -275,6 +281,9 @@ def compress(
 
     if bits is not None and not 1 <= bits <= 16:
         raise UserError(f"--bits must be between 1 and 16 (8 and 6 are the papers' settings), got {bits}")
+    check_device(device)
+    if not 0 <= workers <= 64:
+        raise UserError(f"--workers must be between 0 and 64 (data-loader processes), got {workers}")
     out = Path(out)
     if weights is not None and not is_tag(weights) and Path(weights).resolve() == out.resolve():
         raise UserError(f"output {out} is the input weights file; choose another -o path")
@@ -351,7 +360,8 @@ def compress(
         try:
             res = compress_module(model, rec, meta=meta, train_ds=train_ds, eval_ds=eval_ds, calib_ds=calib_ds,
                                   seed=seed, input_size=(spec.input_size[0], input_size, input_size) if input_size else None,
-                                  model_name=spec.name, progress=progress, resume_dir=rdir)
+                                  model_name=spec.name, progress=progress, resume_dir=rdir, device=device,
+                                  workers=workers)
             atomic_write(out, lambda tmp: Path(tmp).write_bytes(res.blob), nbytes=len(res.blob))
         except BaseException:
             if not any(rdir.glob("train*.safetensors")):  # nothing to resume from: leave nothing behind
@@ -370,6 +380,20 @@ def compress(
     if notes:
         report["data_notes"] = notes
     return report
+
+
+def check_device(device: str) -> None:
+    """Refuse a training device torch cannot use here, in one line."""
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise UserError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+    if device.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        idx = int(device.split(":")[1]) if ":" in device else 0
+        if idx >= n:
+            raise UserError(f"--device {device}: this machine's torch sees {n} CUDA device(s) "
+                            f"(torch {torch.__version__}); use --device cpu or a CUDA build of torch")
 
 
 def _file_holds(codes: dict[str, Any], qmeta: dict[str, Any] | None) -> dict[str, int]:

@@ -235,6 +235,10 @@ def train_model(model_name: str, data: str, out: str | os.PathLike, cfg: TrainCo
     wcfg = weights_cfg(model_name, weights)
     dargs = data_args(wcfg, input_size)
     train_ds, info = data_for_model(model_name, data, "train", train=True, limit=limit, **dargs)
+    if info.num_classes == 0:
+        raise UserError(f"{data} holds unlabeled photos (no class folders): edgecv train needs labels; put them "
+                        "in <class>/ folders, or recover a compressed model from them by distillation "
+                        "(edgecv compress ... --data DIR --eval-data LABELED, a recipe with distill_from: original)")
     test_ds, _ = data_for_model(model_name, data, "test", train=False, **dargs)
     if new_head:
         model, wcfg = transfer_weights(model_name, weights, num_classes=info.num_classes, seed=cfg.seed)
@@ -340,11 +344,13 @@ def compress_data(spec: Any, data: str, *, calib_n: int, input_size: int | None,
         if train_ds is None:
             raise UserError(f"--eval-data {eval_data} needs a --data with a training split to fine-tune on; "
                             f"{data} has none")
-        if tinfo.num_classes != info.num_classes:
+        if tinfo.num_classes not in (0, info.num_classes):  # 0: unlabeled photos (distillation only)
             raise UserError(f"--data {data} has {tinfo.num_classes} classes but --eval-data {eval_data} "
                             f"has {info.num_classes}; pick datasets with the same labels (e.g. tiny-imagenet "
                             "with imagenet-samples)")
         notes["evaluation"] = f"{len(eval_ds)} images of {eval_data} (fine-tuning on {data})"
+        if tinfo.num_classes == 0:
+            notes["train"] = f"{len(train_ds)} unlabeled photos (distillation from the uncompressed model only)"
     if calib_n and train_ds is not None:
         calib_ds, _ = data_for_model(spec.name, data, "train", train=False, limit=calib_n, **dargs)
         notes["calibration"] = f"{len(calib_ds)} training images (stratified slice), evaluation transforms"

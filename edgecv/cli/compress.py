@@ -62,10 +62,14 @@ def _raw_rows_collapsed(rows: list[dict]) -> list[dict]:
               help="Accuracy gate: after writing the file and --json, exit 3 when top-1 drops by more than PP points.")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run from its per-epoch checkpoints (.OUT.resume/ beside -o); same file as an uninterrupted run.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where the fine-tuning steps run: cpu, cuda or cuda:N (encoding and accuracy stay on the CPU).")
+@click.option("--workers", type=T.count(0, 64), default=0, show_default=True,
+              help="Data-loader processes feeding the fine-tuning (e.g. 8 with --device cuda).")
 def compress_cmd(model: str, recipe: str | None, bits: int | None, weights: str | None, data: str | None,
                  out: str | None, json_out: str | None, seed: int, eval_limit: int | None, train_limit: int | None,
                  input_size: int | None, max_drop: float | None, resume: bool = False, eval_data: str | None = None,
-                 train_size: int | None = None) -> None:
+                 train_size: int | None = None, device: str = "cpu", workers: int = 0) -> None:
     """Compress MODEL with a recipe (Deep Compression, int8 quantization...) into a real file; report its bytes.
 
     MODEL is a zoo name or your own model by import path (mypkg.nets:build_net: a class, or a
@@ -85,7 +89,7 @@ def compress_cmd(model: str, recipe: str | None, bits: int | None, weights: str 
     out = out or f"{model.split(':')[-1] if is_import_path(model) else get_spec(model).name}.edc"
     rep = compress(model, out=out, recipe=recipe, bits=bits, weights=weights, data=data, seed=seed,
                    eval_limit=eval_limit, train_limit=train_limit, input_size=input_size, progress=make_progress(),
-                   resume=resume, eval_data=eval_data, train_size=train_size)
+                   resume=resume, eval_data=eval_data, train_size=train_size, device=device, workers=workers)
     console.print(_size_table(f"{rep['model']} — recipe {rep['recipe']}" + (f", --bits {bits}" if bits else ""),
                               _raw_rows_collapsed(rep["layers"]), rep["totals"]))
     mb = 1 << 20

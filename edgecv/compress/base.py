@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
@@ -321,6 +322,10 @@ def retrain(model: nn.Module, ctx: Context, opts: TrainOptions, epochs: int, *, 
 
     if loss_fn is None and opts.distill_from == "original":
         loss_fn = _original_teacher_loss(ctx, opts, what)
+    if (loss_fn is None or getattr(loss_fn, "alpha", 0.0) < 1) and is_unlabeled(ctx.train_data):
+        raise UserError(f"{what}: the training images have no labels (a folder of unlabeled photos) and this "
+                        "stage trains on labels; set distill_from: original with distill_alpha: 1 (soft targets "
+                        "of the uncompressed model only), or give labeled <class>/ folders")
 
     cfg = TrainConfig(epochs=epochs, batch_size=opts.batch_size, lr=opts.lr, optimizer=opts.optimizer,
                       momentum=opts.momentum, weight_decay=opts.weight_decay, schedule=opts.lr_schedule,
@@ -355,6 +360,14 @@ def _original_teacher_loss(ctx: Context, opts: TrainOptions, what: str) -> Any:
     log.info("%s: distilling from the uncompressed model (T=%g, alpha=%g)", what, opts.distill_temperature,
              opts.distill_alpha)
     return DistillLoss(ctx.original.to(ctx.device), temperature=opts.distill_temperature, alpha=opts.distill_alpha)
+
+
+def is_unlabeled(data: Any) -> bool:
+    """True for a dataset whose labels are all -1 (an unlabeled photo folder; through Subsets too)."""
+    while isinstance(data, torch.utils.data.Subset):
+        data = data.dataset
+    labels = getattr(data, "labels", None)
+    return isinstance(labels, np.ndarray) and len(labels) > 0 and bool((labels < 0).all())
 
 
 def check_unit(name: str, value: float, *, low_open: bool = True) -> None:

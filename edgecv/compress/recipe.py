@@ -101,6 +101,10 @@ class Recipe:
         t0 = time.perf_counter()
         for st in self.stages:
             model = st.apply(model, ctx)
+            if ctx.device != "cpu":  # training ran on ctx.device; every other step (and the codec) is on the CPU
+                model.to("cpu")
+                if ctx.original is not None:
+                    ctx.original.to("cpu")
         log.info("recipe %s: %d stages in %.1fs", self.source, len(self.stages), time.perf_counter() - t0)
         return model
 

@@ -4,7 +4,9 @@ Layouts (after dropping leading folders common to every image, e.g. ``cifar10/``
 
 * ``<split>/<class>/<image>`` - splits named train/test (val, validation... count as test);
 * ``<class>/<image>`` - one image set, split ``"all"``;
-* ``<wnid>_<anything>.<ext>`` - flat ImageNet samples, split ``"all"``.
+* ``<wnid>_<anything>.<ext>`` - flat ImageNet samples, split ``"all"``;
+* ``<image>`` (no class folders, no wnid names) - unlabeled photos, split ``"unlabeled"`` with
+  label -1 and no classes: they fine-tune by distillation and calibrate, never evaluate.
 
 Labels are the index of the class folder (or wnid) in sorted order, over all splits together.
 
@@ -33,7 +35,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from edgecv.data.cache import build_lock, load_entry, save_entry
-from edgecv.data.sources import SINGLE_SPLIT, SPLIT_NAMES, cache_root, file_key
+from edgecv.data.sources import SINGLE_SPLIT, SPLIT_NAMES, UNLABELED_SPLIT, cache_root, file_key
 from edgecv.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -122,10 +124,13 @@ def plan_layout(paths: list[str], where: str
         layout, keys = "class-folders", [(SINGLE_SPLIT, r[0]) for r in rel]
     else:
         wnids = [_WNID.match(r[0]) for r in rel]
+        if not any(wnids):  # a flat folder of photos: unlabeled (distillation and calibration only)
+            splits = {UNLABELED_SPLIT: sorted(((p, r[0], -1) for p, r in zip(paths, rel)), key=lambda e: e[1])}
+            return "unlabeled", [], splits
         if not all(wnids):
             example = next(r[0] for r, m in zip(rel, wnids) if not m)
-            raise UserError(f"{where}: images without class folders (e.g. {example}); put them in "
-                            "<class>/ folders or name them <wnid>_<name>.JPEG")
+            raise UserError(f"{where}: some images are named <wnid>_<name> and some (e.g. {example}) not; "
+                            "name them all <wnid>_<name>.JPEG (labeled), or none (unlabeled photos)")
         layout, keys = "wnid-files", [(SINGLE_SPLIT, m.group(1)) for m in wnids if m]
     classes = sorted({cls for _, cls in keys})
     index = {c: i for i, c in enumerate(classes)}

@@ -41,6 +41,7 @@ ALIASES = {"fashion": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "c
 ARCHIVE_SUFFIXES = (".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar")
 SPLIT_NAMES = {"train": ("train", "training"), "test": ("test", "val", "validation", "valid")}
 SINGLE_SPLIT = "all"
+UNLABELED_SPLIT = "unlabeled"  # a flat folder of photos without labels (folder.plan_layout)
 
 
 @dataclass(frozen=True)
@@ -163,11 +164,18 @@ def pick_split(available: Sequence[str], requested: str, dataset: str, count: in
 
     A single-split source (one image set, no train/test folders) has the split ``"all"``; it
     answers ``"test"`` and ``"all"`` but refuses ``"train"``, so that a train slice (used for
-    calibration) can never silently overlap the evaluation set.
+    calibration) can never silently overlap the evaluation set. An unlabeled folder (split
+    ``"unlabeled"``) answers ``"train"`` and refuses evaluation.
     """
     req = requested.strip().lower()
     if req in available:
         return req
+    if list(available) == [UNLABELED_SPLIT]:
+        if req in SPLIT_NAMES["train"]:
+            return UNLABELED_SPLIT
+        raise UserError(f"dataset {dataset!r} holds unlabeled photos only (no class folders), so nothing can be "
+                        "measured on it; use it to fine-tune by distillation or to calibrate, and measure on a labeled set "
+                        "(compress: --eval-data imagenet-samples)")
     if list(available) == [SINGLE_SPLIT]:
         if req in SPLIT_NAMES["test"]:
             return SINGLE_SPLIT
