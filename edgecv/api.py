@@ -249,7 +249,8 @@ def export(model_or_file: ModelLike | Result | str | os.PathLike, fmt: str, *, o
     writes nothing). ``model_or_file``: an ``nn.Module``, a :class:`Result`, a zoo name, an import path,
     a checkpoint or a ``.edc`` file. ``data``: real images (a dataset name) that check the export and
     calibrate int8; ``mean``/``std``: the normalisation the file expects (metadata; default: ``data``'s).
-    ``options``: ``min_agreement``, ``per_channel``, ``calib_images``, ``bias_correction``, ``progress``.
+    ``options``: ``min_agreement``, ``per_channel``, ``calib_images``, ``bias_correction``, ``keep_grid``,
+    ``progress``.
     """
     from torch import nn
 

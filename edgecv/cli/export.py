@@ -25,18 +25,22 @@ from edgecv.cli._app import cli, console, emit_json, make_progress
               help="int8/dynamic: calibration images (default 200 ImageNet samples / 300 CIFAR-10 or MNIST).")
 @click.option("--no-bias-correction", is_flag=True,
               help="int8: skip the bias correction (biases moved so int8 outputs keep the float means per channel).")
+@click.option("--no-keep-grid", is_flag=True,
+              help="int8: round weights that already lie on an 8-bit grid (dequantized from a QAT file) onto the "
+                   "converter's scale instead of keeping their grid exactly.")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output .onnx / .tflite / .pte file.")
 @click.option("--json", "json_out", default=None, help="Write the report as JSON to FILE ('-' = stdout).")
 def export_cmd(source: str, fmt: str, precision: str, weights: str | None, calib: str | None,
                input_size: tuple[int, int] | None, min_agreement: float, per_tensor: bool, calib_images: int | None,
-               no_bias_correction: bool, out: str, json_out: str | None) -> None:
+               no_bias_correction: bool, no_keep_grid: bool, out: str, json_out: str | None) -> None:
     """Export SOURCE (a model name, checkpoint, .edc file, or your model by import path PKG.MODULE:FN with
     --weights FILE and --input-size H W) and check it against PyTorch in its runtime."""
     from edgecv.export import export
 
     rep = export(source, fmt, out=out, precision=precision, input_size=tuple(input_size) if input_size else None,
                  weights=weights, calib=calib, min_agreement=min_agreement, per_channel=not per_tensor,
-                 calib_images=calib_images, bias_correction=not no_bias_correction, progress=make_progress())
+                 calib_images=calib_images, bias_correction=not no_bias_correction, keep_grid=not no_keep_grid,
+                 progress=make_progress())
     p = rep["parity"]
     t = Table(title=f"{rep['model']} -> {rep['file']}")
     for col in ("format", "precision", "input", "bytes", "max |Δ|", "rel", "agreement", "top-1 float/export", "s"):
@@ -51,6 +55,10 @@ def export_cmd(source: str, fmt: str, precision: str, weights: str | None, calib
     if bc:
         console.print(f"bias correction: {bc['layers']} layers on {bc['images']} calibration images "
                       f"(largest mean shift corrected: {bc['max_rel_shift']:.3f} std)")
+    grid = (rep.get("calibration") or {}).get("weight_grid")
+    if grid and grid["layers"]:
+        console.print(f"weights kept on their 8-bit grid: {grid['layers']} layers, {grid['channels']:,} channels exact "
+                      f"({grid['channels_not_fitting']:,} did not fit [-127, 127] steps)")
     from edgecv.bench.litert_runner import delegation_note
 
     note = delegation_note(rep.get("delegation"))

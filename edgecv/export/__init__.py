@@ -109,7 +109,7 @@ def _metadata(src, precision: str, layout: str, data) -> dict[str, Any]:
 def export(source: str | os.PathLike | Any, fmt: str, *, out: str | os.PathLike, precision: str = "fp32",
            input_size: tuple[int, int] | None = None, weights: str | None = None, calib: str | None = None,
            min_agreement: float = 95.0, per_channel: bool = True, calib_images: int | None = None,
-           bias_correction: bool = True, progress: Progress | None = None) -> dict[str, Any]:
+           bias_correction: bool = True, keep_grid: bool = True, progress: Progress | None = None) -> dict[str, Any]:
     """Export ``source`` (model name | checkpoint | .edc | import path | an ``ExportSource`` built
     for a user's module by :func:`edgecv.usermodel.export_source`) to ``out`` and check it against PyTorch.
 
@@ -118,7 +118,9 @@ def export(source: str | os.PathLike | Any, fmt: str, *, out: str | os.PathLike,
     CIFAR-10/MNIST train images) tune the int8 calibration; ``bias_correction`` (int8) moves the
     biases of the exported copy so that its simulated int8 outputs keep the float model's mean
     per channel (:mod:`edgecv.export.bias_correction`; the check still compares with the
-    uncorrected model).
+    uncorrected model). ``keep_grid`` (int8, per-channel): weights that already lie on an 8-bit grid
+    (dequantized from a quantization-aware int8 file) keep it exactly instead of being rounded onto
+    the converter's own scale (:mod:`edgecv.export.weight_grid`; every format).
 
     Returns the report: file, format, precision, bytes, input_shape (as in the file), parity
     (fp32/fp16: max_abs, rel; int8/dynamic: agreement_pct, n_images), seconds, and more.
@@ -174,7 +176,7 @@ def export(source: str | os.PathLike | Any, fmt: str, *, out: str | os.PathLike,
         if precision == "int8" and bias_correction:
             from edgecv.export.bias_correction import correct_biases
 
-            to_file, bc_report = correct_biases(to_file, data.calib, per_channel=per_channel)
+            to_file, bc_report = correct_biases(to_file, data.calib, per_channel=per_channel, keep_grid=keep_grid)
         onnx_fp32 = None
         if spec.name != "executorch":  # ExecuTorch lowers the PyTorch model itself (no ONNX step)
             onnx_fp32 = ox.export_fp32(to_file, tmp_p / "model.onnx", src.input_size, {**md, "precision": "fp32"})
@@ -187,7 +189,8 @@ def export(source: str | os.PathLike | Any, fmt: str, *, out: str | os.PathLike,
             from edgecv.export import executorch as et
 
             produced = et.convert(to_file, tmp_p / "model.pte", precision, input_size=src.input_size,
-                                  calib=data.calib if quantized else None, per_channel=per_channel, metadata=md)
+                                  calib=data.calib if quantized else None, per_channel=per_channel, metadata=md,
+                                  variant="edgecv" if keep_grid else "edgecv-no-grid")
         elif spec.name == "onnx":
             produced = ox.quantize_int8(onnx_fp32, tmp_p / "model.int8.onnx", data.calib, per_channel=per_channel) \
                 if precision == "int8" else onnx_fp32
@@ -198,6 +201,11 @@ def export(source: str | os.PathLike | Any, fmt: str, *, out: str | os.PathLike,
                                   calib=data.calib if data is not None else None, per_channel=per_channel,
                                   workdir=tmp_p / "onnx2tf",
                                   metadata=md)
+        grid_report = None
+        if precision == "int8" and per_channel and keep_grid and spec.name in ("tflite", "onnx"):
+            from edgecv.export import weight_grid
+
+            grid_report = (weight_grid.snap_tflite if spec.name == "tflite" else weight_grid.snap_onnx)(produced, to_file)
         timings["convert"] = time.perf_counter() - t
         progress.advance(1, step="convert")
 
@@ -244,7 +252,7 @@ def export(source: str | os.PathLike | Any, fmt: str, *, out: str | os.PathLike,
         "input_layout": spec.layout, "mean": list(src.mean), "std": list(src.std), "num_classes": src.num_classes,
         "trained_weights": src.trained, "bn_recalibrated_layers": bn_recalibrated,
         "calibration": ({"data": data.name, "n_images": int(len(data.calib)), "per_channel": per_channel,
-                         "bias_correction": bc_report} if quantized else None),
+                         "bias_correction": bc_report, "weight_grid": grid_report} if quantized else None),
         "parity": par, "delegation": deleg, "metadata": {k: v for k, v in md.items() if k != "labels"},
         "timings_s": timings, "seconds": time.perf_counter() - t0,
     }

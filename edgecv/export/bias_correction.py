@@ -168,14 +168,18 @@ def _float_stats(model: nn.Module, g: Graph, images: np.ndarray, quant_points: l
 
 
 def _simulator(model: nn.Module, g: Graph, quant_points: list[str], lo_hi: dict, in_range: tuple[float, float],
-               per_channel: bool) -> nn.Module:
-    """A copy of ``model`` computing what the int8 file computes (fake-quantised weights and activations)."""
+               per_channel: bool, keep_grid: bool = True) -> nn.Module:
+    """A copy of ``model`` computing what the int8 file computes (fake-quantised weights and activations;
+    ``keep_grid``: weights already on an 8-bit grid stay on it, as :mod:`edgecv.export.weight_grid` writes them)."""
+    from edgecv.export.weight_grid import fake_quant_on_grid
+
     sim = copy.deepcopy(model)
     leaves = _leaves(sim)
     with torch.no_grad():
         for m in leaves.values():
             if isinstance(m, WEIGHTED):
-                m.weight.copy_(_fake_quant_weight(m.weight, per_channel))
+                on_grid = fake_quant_on_grid(m.weight) if keep_grid and per_channel else None
+                m.weight.copy_(on_grid if on_grid is not None else _fake_quant_weight(m.weight, per_channel))
     q_in = _qparams(*in_range)
     sim.register_forward_pre_hook(lambda m, i: (_fake_quant(i[0], *q_in), *i[1:]))
     for n in quant_points:
@@ -191,7 +195,7 @@ def _hook_first(module: nn.Module, fn) -> None:
 
 
 def _setup(model: nn.Module, images: np.ndarray, per_channel: bool, batch: int, reference: nn.Module | None = None,
-           g: Graph | None = None):
+           g: Graph | None = None, keep_grid: bool = True):
     """Graph, float means/stds at the targets (of ``reference`` when given) and the int8 simulator."""
     g = g or trace(model, torch.from_numpy(images[:2]))
     leaves = _leaves(model)
@@ -200,18 +204,19 @@ def _setup(model: nn.Module, images: np.ndarray, per_channel: bool, batch: int, 
     lo_hi, mean, std = _float_stats(model, g, images, quant_points, batch)
     if reference is not None:
         _, mean, std = _float_stats(reference.eval(), g, images, [], batch)
-    sim = _simulator(model, g, quant_points, lo_hi, (float(images.min()), float(images.max())), per_channel)
+    sim = _simulator(model, g, quant_points, lo_hi, (float(images.min()), float(images.max())), per_channel,
+                     keep_grid)
     return g, mean, std, sim
 
 
 def mean_shift(model: nn.Module, images: np.ndarray, *, reference: nn.Module | None = None, per_channel: bool = True,
-               batch: int = 25) -> dict[str, float]:
+               batch: int = 25, keep_grid: bool = True) -> dict[str, float]:
     """Per target layer: the largest |mean(int8 simulation of model) - mean(float)| / std(float) over channels.
 
     The float statistics come from ``reference`` (the uncorrected model) when given, else ``model``.
     """
     model = model.eval()
-    g, mean, std, sim = _setup(model, images, per_channel, batch, reference)
+    g, mean, std, sim = _setup(model, images, per_channel, batch, reference, keep_grid=keep_grid)
     acc: dict[str, torch.Tensor] = {}
     count: dict[str, int] = {}
     sl = _leaves(sim)
@@ -231,7 +236,7 @@ def mean_shift(model: nn.Module, images: np.ndarray, *, reference: nn.Module | N
 
 
 def correct_biases(model: nn.Module, images: np.ndarray, *, per_channel: bool = True, batch: int = 25,
-                   memory_bytes: int = 4 << 30) -> tuple[nn.Module, dict]:
+                   memory_bytes: int = 4 << 30, keep_grid: bool = True) -> tuple[nn.Module, dict]:
     """A copy of ``model`` whose biases cancel the int8 mean shifts measured on ``images``.
 
     ``images``: (N, C, H, W) float32 calibration images, normalised as the model expects.
@@ -247,7 +252,7 @@ def correct_biases(model: nn.Module, images: np.ndarray, *, per_channel: bool = 
     if n < len(images):
         log.info("bias correction on %d of %d images (activation memory)", n, len(images))
         images = images[np.linspace(0, len(images) - 1, n).round().astype(int)]
-    g, mean, std, sim = _setup(model, images, per_channel, batch, g=g)
+    g, mean, std, sim = _setup(model, images, per_channel, batch, g=g, keep_grid=keep_grid)
     if not g.targets:
         return model, {"layers": 0, "images": int(len(images)), "max_rel_shift": 0.0}
     sl = _leaves(sim)

@@ -18,6 +18,9 @@
     (benchmarks/executorch_int8.py, docs/export.md): fusing raises agreement (Lite0 90.5 -> 98.5%)
     but not speed; the .pte stays ~1.45x edgecv's int8 TFLite either way.
 
+  - weights already on an 8-bit grid (dequantized from a QAT file) **keep that grid**
+    (:func:`_grid_observer`, :mod:`edgecv.export.weight_grid`).
+
   The file takes float32 NCHW input and returns float32 logits (the quantize / dequantize at
   the two ends run inside the delegate).
 * Metadata: a constant method ``edgecv_metadata`` returning the JSON string (ExecuTorch stores
@@ -62,22 +65,53 @@ def hold_threads(n: int = 1) -> None:
 
 
 # ---------------------------------------------------------------- int8 (PT2E)
-def _config(per_channel: bool, observer: str):
+def _grid_observer():
+    """PerChannelMinMaxObserver that keeps weights already on an 8-bit grid exactly on it
+    (:mod:`edgecv.export.weight_grid`): each output channel that fits [-127, 127] steps gets the
+    grid's step as its scale. PT2E folds the BatchNorm into the conv before observing, which keeps a
+    per-tensor grid when the BN's factor is one value (the identity BNs of weights dequantized from
+    a QAT file); otherwise the tensor is not on one grid and the min/max scale stays."""
+    import torch
+    from torchao.quantization.pt2e import PerChannelMinMaxObserver
+
+    from edgecv.export.weight_grid import grid_step
+
+    class GridPerChannelObserver(PerChannelMinMaxObserver):
+        def forward(self, x):
+            self.observed = x.detach()
+            return super().forward(x)
+
+        def calculate_qparams(self):
+            scale, zp = super().calculate_qparams()
+            w = getattr(self, "observed", None)
+            s = grid_step(w) if w is not None and self.ch_axis == 0 else None
+            if s is None:
+                return scale, zp
+            fits = torch.round(w.reshape(len(w), -1).double() / s).abs().amax(1) <= 127
+            return torch.where(fits.to(scale.device), torch.full_like(scale, s), scale), zp
+
+    return GridPerChannelObserver
+
+
+def _config(per_channel: bool, observer: str, keep_grid: bool = False):
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
     from torchao.quantization.pt2e import MinMaxObserver
 
     cfg = get_symmetric_quantization_config(is_per_channel=per_channel)
+    if keep_grid and per_channel:
+        w = dataclasses.replace(cfg.weight, observer_or_fake_quant_ctr=_grid_observer().with_args(eps=2 ** -12))
+        cfg = dataclasses.replace(cfg, weight=w)
     if observer == "histogram":  # the stock config's HistogramObserver
         return cfg
     act = dataclasses.replace(cfg.input_activation, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2 ** -12))
     return dataclasses.replace(cfg, input_activation=act, output_activation=act)
 
 
-def _quantizer(per_channel: bool, observer: str, fuse_relu6: bool):
+def _quantizer(per_channel: bool, observer: str, fuse_relu6: bool, keep_grid: bool = False):
     from executorch.backends.xnnpack.quantizer import xnnpack_quantizer_utils as U
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
 
-    cfg = _config(per_channel, observer)
+    cfg = _config(per_channel, observer, keep_grid)
 
     class Quantizer(XNNPACKQuantizer):
         """XNNPACKQuantizer that also annotates conv -> hardtanh (ReLU6) as one fused pattern."""
@@ -119,7 +153,8 @@ def _annotate_conv_hardtanh(gm, cfg, U) -> int:
 #: the stock recipe (stack.md: Lite0 90.6% agreement, 1.65x edgecv's int8 TFLite) and edgecv's
 VARIANTS = {"stock": {"observer": "histogram", "fuse_relu6": False},
             "stock+fused-relu6": {"observer": "histogram", "fuse_relu6": True},
-            "edgecv": {"observer": "minmax", "fuse_relu6": True}}
+            "edgecv-no-grid": {"observer": "minmax", "fuse_relu6": True},
+            "edgecv": {"observer": "minmax", "fuse_relu6": True, "keep_grid": True}}
 
 
 def quantize(model, calib: np.ndarray, *, per_channel: bool = True, variant: str = "edgecv", batch: int = 1):
