@@ -74,7 +74,7 @@ def _grid_observer():
     import torch
     from torchao.quantization.pt2e import PerChannelMinMaxObserver
 
-    from edgecv.export.weight_grid import grid_step
+    from edgecv.export.weight_grid import fitting_channels, grid_step
 
     class GridPerChannelObserver(PerChannelMinMaxObserver):
         def forward(self, x):
@@ -87,8 +87,8 @@ def _grid_observer():
             s = grid_step(w) if w is not None and self.ch_axis == 0 else None
             if s is None:
                 return scale, zp
-            fits = torch.round(w.reshape(len(w), -1).double() / s).abs().amax(1) <= 127
-            return torch.where(fits.to(scale.device), torch.full_like(scale, s), scale), zp
+            fits = fitting_channels(w, s).to(scale.device)
+            return torch.where(fits, torch.full_like(scale, s), scale), zp
 
     return GridPerChannelObserver
 

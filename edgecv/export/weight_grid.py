@@ -68,19 +68,22 @@ def grid_step(w: torch.Tensor | np.ndarray) -> float | None:
     return s
 
 
+def fitting_channels(w: torch.Tensor, step: float) -> torch.Tensor:
+    """Output channels (dim 0) of ``w`` whose grid integers fit symmetric int8 ([-127, 127])."""
+    return torch.round(w.reshape(len(w), -1).double() / step).abs().amax(1) <= 127
+
+
 def fake_quant_on_grid(w: torch.Tensor) -> torch.Tensor | None:
     """What the grid-keeping int8 file holds for ``w`` (an unfolded torch weight, output channel first),
     or None when ``w`` is not on a grid: exact for the channels that fit, the usual symmetric
-    per-channel rounding for the others."""
+    per-channel rounding (the bias correction's) for the others."""
+    from edgecv.export.bias_correction import _fake_quant_weight
+
     s = grid_step(w)
     if s is None:
         return None
-    flat = w.reshape(len(w), -1)
-    ints = torch.round(flat.double() / s)
-    fits = ints.abs().amax(1) <= 127
-    sc = flat.abs().amax(1, keepdim=True).clamp_min(1e-12) / 127.0
-    usual = torch.clamp(torch.round(flat / sc), -127, 127) * sc
-    return torch.where(fits[:, None], flat, usual).reshape(w.shape)
+    fits = fitting_channels(w, s).reshape(-1, *[1] * (w.dim() - 1))
+    return torch.where(fits, w, _fake_quant_weight(w, True))
 
 
 def model_grids(model: nn.Module) -> list[Grid]:
@@ -116,6 +119,15 @@ def _match(grids: list[Grid], deq: np.ndarray) -> Grid | None:
         if e < err:
             best, err = gr, e
     return best
+
+
+def _new_scales(rep: dict[str, int], fits: np.ndarray, steps: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The grid's step where a channel fits, the converter's scale elsewhere (as float32 will hold it);
+    counted into ``rep``."""
+    rep["layers"] += 1
+    rep["channels"] += int(fits.sum())
+    rep["channels_not_fitting"] += int((~fits).sum())
+    return np.where(fits, steps, scale).astype(np.float32).astype(np.float64)
 
 
 def _rescale_bias(b: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
@@ -163,18 +175,15 @@ def snap_tflite(path: str | Path, model: nn.Module) -> dict[str, int]:
             elif len(scale) != len(steps):
                 continue
             ints = gr.ints.transpose(np.argsort(perm)) if perm else gr.ints
-            new_scale = np.where(fits, steps, scale).astype(np.float32).astype(np.float64)
+            new_scale = _new_scales(rep, fits, steps, scale)
             sel = fits.reshape(bshape) if len(fits) > 1 else np.ones(q.shape, bool)
             q = np.where(sel, ints, q)
             m.buffers[tw.buffer].data = q.astype(np.int8).reshape(-1).view(np.uint8)
-            tw.quantization.scale = new_scale.astype(np.float32).tolist()
+            tw.quantization.scale = new_scale.tolist()
             s_in = float(ti.quantization.scale[0])
             b = np.frombuffer(bytes(m.buffers[tb.buffer].data), np.int32)
             m.buffers[tb.buffer].data = _rescale_bias(b, scale, new_scale).view(np.uint8)
             tb.quantization.scale = (s_in * new_scale).astype(np.float32).tolist()
-            rep["layers"] += 1
-            rep["channels"] += int(fits.sum())
-            rep["channels_not_fitting"] += int((~fits).sum())
     path.write_bytes(bytes(fu.convert_object_to_bytearray(m)))
     log.info("weights kept on their 8-bit grid: %s", rep)
     return rep
@@ -218,7 +227,7 @@ def snap_onnx(path: str | Path, model: nn.Module) -> dict[str, int]:
         if gr is None:
             continue
         fits = gr.fits()
-        new_scale = np.where(fits, gr.steps, scale).astype(np.float32).astype(np.float64)
+        new_scale = _new_scales(rep, fits, gr.steps, scale)
         q = np.where(fits.reshape(bshape), gr.ints, q)
         bq = numpy_helper.to_array(b[0])
         bscale = numpy_helper.to_array(b[1]).astype(np.float64).reshape(-1)
@@ -227,9 +236,6 @@ def snap_onnx(path: str | Path, model: nn.Module) -> dict[str, int]:
         w[1].CopyFrom(numpy_helper.from_array(new_scale.astype(np.float32), w[1].name))
         b[0].CopyFrom(numpy_helper.from_array(_rescale_bias(bq, scale, new_scale), b[0].name))
         b[1].CopyFrom(numpy_helper.from_array((s_in * new_scale).astype(np.float32), b[1].name))
-        rep["layers"] += 1
-        rep["channels"] += int(fits.sum())
-        rep["channels_not_fitting"] += int((~fits).sum())
     onnx.save(mp, str(path))
     log.info("weights kept on their 8-bit grid: %s", rep)
     return rep
