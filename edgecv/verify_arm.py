@@ -37,6 +37,7 @@ FP32_REL_TOL = 1e-4
 INT8_MIN_AGREEMENT = 99.5
 QEMU_CPU = "max,sme=off"
 DEFAULT_IMAGES = 200
+PTE_SITE = "opt/edgecv/pte-site"  # aarch64 torch + executorch (+ the CUDA libs torch links), beside site/
 DATA_BY_CLASSES = {1000: "imagenet-samples", 10: "cifar10"}
 
 
@@ -108,13 +109,9 @@ def check_root(root: Path, need_executorch: bool = False) -> str:
                         "LiteRT silently skips XNNPACK): rebuild it with scripts/build_arm_root.sh")
     if not (root / "opt/edgecv/site/ai_edge_litert").is_dir():
         raise UserError(f"{root} has no aarch64 ai-edge-litert in opt/edgecv/site: rerun scripts/build_arm_root.sh")
-    site = root / "opt/edgecv/site"
-    if need_executorch and (not (site / "executorch").is_dir() or not (site / "torch").is_dir()
-                            or (site / "torch/lib/libtorch_cuda.so").exists()):
-        raise UserError(f".pte files need an aarch64 executorch and a CPU aarch64 torch in {site}; PyPI's aarch64 "
-                        "torch 2.13.0 is the CUDA build (it does not import without the nvidia CUDA libraries), so "
-                        "scripts/build_arm_root.sh installs neither: check .pte files on an aarch64 board, or put a "
-                        "CPU torch 2.13.0 + executorch 1.5.1 for aarch64 there")
+    if need_executorch and not (root / PTE_SITE / ".edgecv-pte-ready").is_file():
+        raise UserError(f".pte files need the aarch64 torch + executorch stack in {root / PTE_SITE} "
+                        "(~4.7 GB): run scripts/build_arm_root.sh --pte")
     return qemu
 
 
@@ -190,6 +187,8 @@ def compare(md: dict, x86: np.ndarray, arm: np.ndarray, x86_info: dict, arm_info
             rep["max_output_steps"] = int(np.max(np.abs(x86.astype(np.int64) - arm.astype(np.int64))))
         elif scale:
             rep["max_output_steps"] = float(np.max(np.abs(x86 - arm)) / scale)
+        else:  # a .pte's int8 graph returns dequantized floats
+            rep["max_abs"] = float(np.max(np.abs(x86.astype(np.float64) - arm)))
         if rep["agreement_pct"] < INT8_MIN_AGREEMENT:
             reasons.append(f"top-1 agreement with x86 {rep['agreement_pct']:.2f}% < {INT8_MIN_AGREEMENT}%")
     else:
@@ -207,6 +206,7 @@ def compare(md: dict, x86: np.ndarray, arm: np.ndarray, x86_info: dict, arm_info
             reasons.append(f"XNNPACK split the graph differently on ARM ({da}) than on x86 ({dx})")
     else:
         rep["delegation"] = x86_info.get("file_delegation")
+        rep["xnnpack_registered_arm"] = bool(arm_info.get("xnnpack_registered"))
         if not arm_info.get("xnnpack_registered"):
             reasons.append("the aarch64 ExecuTorch runtime has no XnnpackBackend registered")
         if (rep["delegation"] or {}).get("delegate_partitions", 0) < 1:
@@ -249,7 +249,8 @@ def verify(files: list[str | os.PathLike], *, root: str | os.PathLike | None = N
         x86 = _run([sys.executable, "-m", "edgecv.verify_arm", "--_worker", str(t / "x86.json")],
                    {**base_env, "PYTHONPATH": repo_parent}, timeout, "x86")
         x86_s = time.perf_counter() - t0
-        env = {**base_env, "QEMU_CPU": qemu_cpu, "PYTHONPATH": f"/opt/edgecv/site:{repo_parent}",
+        pte = f"/{PTE_SITE}:" if any(p.suffix == ".pte" for p in paths) else ""
+        env = {**base_env, "QEMU_CPU": qemu_cpu, "PYTHONPATH": f"/opt/edgecv/site:{pte}{repo_parent}",
                "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
         t0 = time.perf_counter()
         arm = _run([qemu, "-L", str(root), str(root / "usr/bin/python3.11"), "-m", "edgecv.verify_arm",

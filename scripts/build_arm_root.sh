@@ -13,9 +13,14 @@
 # Where: $EDGECV_ARM_ROOT, else $EDGECV_CACHE/arm/root (default ~/.cache/edgecv/arm/root),
 # never inside the repository. Python packages (the aarch64 wheels of ai-edge-litert and numpy at
 # the versions of constraints.txt) go to ROOT/opt/edgecv/site: pip downloads them on the host with
-# --platform manylinux2014_aarch64 (no pip runs under emulation). ExecuTorch is not installed: its
-# aarch64 wheel needs torch, and torch's aarch64 wheel on PyPI is the CUDA build (it does not import
-# without the nvidia CUDA libraries), so .pte files cannot be checked this way (docs/export.md).
+# --platform manylinux2014_aarch64 (no pip runs under emulation).
+#
+#   scripts/build_arm_root.sh --pte      # also the stack .pte files need (~4.7 GB, ~1 min)
+#
+# adds ROOT/opt/edgecv/pte-site: executorch's aarch64 wheel at the constraints' version and the torch it
+# links (libtorch), with torch's own dependencies as pip resolves them for aarch64. PyPI's aarch64 torch is
+# the CUDA build: its libraries link the nvidia CUDA runtime libraries, so they come along (about 4 GB) only
+# for the dynamic linker; nothing here has a GPU and nothing runs on one.
 # The two traps of docs/export.md are handled here: a fake ARM /proc/cpuinfo and
 # /sys/devices/system/cpu/{possible,present} inside the root (without them LiteRT silently skips
 # XNNPACK; with the host's x86 cpuinfo it crashes), and QEMU_CPU=max,sme=off at run time.
@@ -31,6 +36,13 @@ PIP="${PIP:-$REPO/.venv/bin/python -m pip}"
 LITERT="$(grep -i '^ai-edge-litert==' "$REPO/constraints.txt" | cut -d= -f3)"
 NUMPY="$(grep -i '^numpy==' "$REPO/constraints.txt" | cut -d= -f3)"
 FULL="${EDGECV_ARM_FULL:-0}"
+WANT_PTE=0
+for a in "$@"; do
+  case "$a" in --pte) WANT_PTE=1;; *) echo "error: unknown option $a (only --pte)" >&2; exit 2;; esac
+done
+pin() { grep -i "^$1==" "$REPO/constraints.txt" | cut -d= -f3; }
+ARM_PLATFORMS="--platform manylinux2014_aarch64"
+for v in $(seq 17 28); do ARM_PLATFORMS+=" --platform manylinux_2_${v}_aarch64"; done
 case "$ROOT" in "$REPO"/*) echo "error: EDGECV_ARM_ROOT must be outside the repository" >&2; exit 2;; esac
 mkdir -p "$CACHE"
 log() { echo "build_arm_root: $*" >&2; }
@@ -62,11 +74,32 @@ fake_cpu() {  # Neoverse-N1 identity (matches QEMU_CPU=max,sme=off's features cl
 }
 
 site() {  # aarch64 wheels, downloaded and unpacked on the host
-  $PIP install -q --no-deps --target "$ROOT/opt/edgecv/site" --only-binary=:all: \
-    --platform manylinux_2_28_aarch64 --platform manylinux_2_27_aarch64 --platform manylinux2014_aarch64 \
+  $PIP install -q --no-deps --target "$ROOT/opt/edgecv/site" --only-binary=:all: $ARM_PLATFORMS \
     --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
     "ai-edge-litert==$LITERT" "numpy==$NUMPY" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
   [ -d "$ROOT/opt/edgecv/site/ai_edge_litert" ] || { echo "error: pip could not fetch the aarch64 ai-edge-litert==$LITERT wheel" >&2; exit 3; }
+}
+
+pte_site() {  # torch (with its aarch64 dependencies) + executorch and the pure-Python modules its runtime imports
+  local ps="$ROOT/opt/edgecv/pte-site"
+  [ -f "$ps/.edgecv-pte-ready" ] && { log "pte stack ready"; return 0; }
+  rm -rf "$ps.partial"
+  log "aarch64 torch==$(pin torch) + executorch==$(pin executorch) (~4.7 GB)"
+  local args=(--target "$ps.partial" --only-binary=:all: $ARM_PLATFORMS --python-version 3.11 --implementation cp
+              --abi cp311 --abi abi3 --abi none)
+  { $PIP install -q "${args[@]}" "torch==$(pin torch)" \
+    && $PIP install -q --no-deps "${args[@]}" --upgrade "executorch==$(pin executorch)" "ruamel.yaml==$(pin ruamel.yaml)" \
+         "flatbuffers==$(pin flatbuffers)" "tabulate==$(pin tabulate)"; } 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+  [ -d "$ps.partial/executorch/extension/pybindings" ] && [ -d "$ps.partial/torch/lib" ] \
+    || { echo "error: pip could not fetch the aarch64 torch/executorch wheels" >&2; exit 3; }
+  # the MIDR register file oneDNN and ExecuTorch's cpuinfo read (Neoverse-N1, as proc/cpuinfo says)
+  local i n; n=$(nproc)
+  for ((i = 0; i < n; i++)); do
+    mkdir -p "$ROOT/sys/devices/system/cpu/cpu$i/regs/identification"
+    echo 0x00000000413fd0c1 > "$ROOT/sys/devices/system/cpu/cpu$i/regs/identification/midr_el1"
+  done
+  touch "$ps.partial/.edgecv-pte-ready"
+  rm -rf "$ps"; mv "$ps.partial" "$ps"
 }
 
 if [ -f "$ROOT/.edgecv-root-v$VERSION" ]; then
@@ -101,4 +134,5 @@ else
   fi
 fi
 [ -x "$ROOT/usr/bin/python3.11" ] || { echo "error: $ROOT has no usr/bin/python3.11 (remove it and rerun)" >&2; exit 3; }
+[ "$WANT_PTE" = 1 ] && pte_site
 echo "$ROOT"

@@ -25,8 +25,9 @@ PY="${PYTHON:-python3}"
 if [[ ",${EXTRAS}," == *",all,"* || ",${EXTRAS}," == *",tflite,"* ]]; then
   .venv/bin/python -m pip install -q -c constraints.txt --no-deps onnx2tf onnx-graphsurgeon sng4onnx sne4onnx onnxsim tf-keras psutil 2>/dev/null || true
 fi
-# the arm64 root for tests/test_arm.py and `edgecv verify-arm` (~1 min: debootstrap first stage + aarch64 wheels)
+# the arm64 root for tests/test_arm.py and `edgecv verify-arm` (~1 min: debootstrap first stage + aarch64 wheels;
+# --pte: + the aarch64 torch and executorch for .pte files, ~1 min, 4.7 GB)
 if [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null && command -v qemu-aarch64-static >/dev/null; then
-  bash scripts/build_arm_root.sh >/dev/null || echo "warning: scripts/build_arm_root.sh failed (tests/test_arm.py will skip)"
+  bash scripts/build_arm_root.sh --pte >/dev/null || echo "warning: scripts/build_arm_root.sh failed (tests/test_arm.py will skip what it lacks)"
 fi
 echo "edgecv installed in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -1,8 +1,9 @@
-"""Exports checked on real ARM64 kernels: edgecv's fp32 and int8 TFLite files of the real MobileNet v1
-0.25 run on the aarch64 ai-edge-litert wheel under qemu-user (edgecv.verify_arm) and compared with x86.
+"""Exports checked on real ARM64 kernels: edgecv's fp32 and int8 TFLite and .pte files of the real MobileNet
+v1 0.25 run on the aarch64 ai-edge-litert and executorch wheels under qemu-user (edgecv.verify_arm) and
+compared with x86.
 
-Needs the arm64 root of scripts/build_arm_root.sh (scripts/setup.sh builds it when run as root, ~1 min)
-and qemu-user-static; without them the emulated tests skip and say which is missing. Nothing here is
+Needs the arm64 root of scripts/build_arm_root.sh (scripts/setup.sh builds it when run as root, ~1 min;
+``--pte`` adds the aarch64 torch + executorch the .pte test needs, ~1 min) and qemu-user-static; without them the emulated tests skip and say which is missing. Nothing here is
 a latency: wall times under emulation are reported as such.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from edgecv.errors import UserError
-from edgecv.verify_arm import arm_root, check_root, compare
+from edgecv.verify_arm import PTE_SITE, arm_root, check_root, compare
 
 ROOT = arm_root()
 _why = ("qemu-aarch64-static not installed: apt-get install qemu-user-static" if shutil.which("qemu-aarch64-static")
@@ -88,11 +89,58 @@ def test_compare_fails_without_delegate_or_beyond_tolerance():
     assert not q["passed"] and q["agreement_pct"] == 0.0
 
 
-def test_pte_needs_a_cpu_aarch64_torch(tmp_path):
-    if shutil.which("qemu-aarch64-static") is None or _why is not None:
-        pytest.skip(_why or "qemu-aarch64-static not installed")
-    with pytest.raises(UserError, match="PyPI's aarch64 torch 2.13.0 is the CUDA build"):
-        check_root(ROOT, need_executorch=True)
+def test_pte_without_the_pte_stack_is_refused(tmp_path):
+    if shutil.which("qemu-aarch64-static") is None:
+        pytest.skip("qemu-aarch64-static not installed: apt-get install qemu-user-static")
+    for d in ("usr/bin", "proc", "sys/devices/system/cpu", "opt/edgecv/site/ai_edge_litert"):
+        (tmp_path / d).mkdir(parents=True, exist_ok=True)
+    for f in ("usr/bin/python3.11", "proc/cpuinfo", "sys/devices/system/cpu/possible"):
+        (tmp_path / f).write_text("")
+    assert check_root(tmp_path).endswith("qemu-aarch64-static")  # .tflite files need no more
+    with pytest.raises(UserError, match=r"run scripts/build_arm_root.sh --pte"):
+        check_root(tmp_path, need_executorch=True)
+    (tmp_path / PTE_SITE).mkdir(parents=True)  # a half-installed stack (no ready marker) is refused too
+    with pytest.raises(UserError, match=r"--pte"):
+        check_root(tmp_path, need_executorch=True)
+
+
+def test_compare_fails_a_pte_without_xnnpack():
+    x86 = np.array([[0.0, 1.0, 2.0]], np.float32)
+    file_deleg = {"file_delegation": {"delegate_partitions": 1}}
+    ok = compare({"precision": "int8"}, x86, x86 + 0.01, file_deleg, {"xnnpack_registered": True}, "pte")
+    assert ok["passed"] and ok["agreement_pct"] == 100.0 and ok["max_abs"] == pytest.approx(0.01)
+    r = compare({"precision": "fp32"}, x86, x86, file_deleg, {"xnnpack_registered": False}, "pte")
+    assert not r["passed"] and "no XnnpackBackend" in r["problems"][0]
+    r = compare({"precision": "fp32"}, x86, x86, {"file_delegation": {"delegate_partitions": 0}},
+                {"xnnpack_registered": True}, "pte")
+    assert not r["passed"] and "no XNNPACK delegate" in r["problems"][0]
+
+
+_pte_why = _why or (None if (ROOT / PTE_SITE / ".edgecv-pte-ready").is_file() else
+                    f"no aarch64 torch + executorch in {ROOT / PTE_SITE}: run scripts/build_arm_root.sh --pte "
+                    "(~1 min, 4.7 GB; setup.sh does it as root)")
+
+
+@pytest.mark.skipif(_pte_why is not None, reason=_pte_why or "")
+def test_fp32_and_int8_pte_match_x86_on_arm64_kernels(tmp_path, shared):
+    """ExecuTorch's aarch64 runtime (XNNPACK's ARM kernels) against x86 on the same real images and .pte bytes."""
+    import json
+
+    pytest.importorskip("executorch", reason="executorch not installed: pip install 'edgecv[executorch]'")
+    from edgecv.cli import main
+    from edgecv.export import export
+
+    fp32 = export("mobilenet_v1_025", "executorch", out=tmp_path / "v1.pte", weights="imagenet-tf")["file"]
+    int8 = export("mobilenet_v1_025", "executorch", out=tmp_path / "v1.int8.pte", precision="int8",
+                  weights="imagenet-tf", calib_images=64, min_agreement=85)["file"]
+    out = tmp_path / "arm.json"
+    assert main(["verify-arm", str(fp32), str(int8), "--images", "30", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    f, q = rep["files"]
+    assert rep["passed"] and f["precision"] == "fp32" and f["rel"] <= 1e-4 and f["n_images"] == 30
+    assert q["precision"] == "int8" and q["agreement_pct"] >= 99.5
+    for r in (f, q):  # the file is one XNNPACK delegate and the aarch64 runtime has the backend that ran it
+        assert r["delegation"]["delegate_partitions"] == 1 and r["xnnpack_registered_arm"]
 
 
 # ---------------------------------------------------------------- the ssh board flow on an emulated board
