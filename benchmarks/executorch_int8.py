@@ -9,6 +9,8 @@ imagenet-tf`, the float weights from Google's QAT file, TF SAME padding), in one
 * `edgecv.export.export(..., "tflite", precision="int8")`: edgecv's full-int8 TFLite (the anchor);
 * `edgecv.export.export(..., "executorch", precision="int8")`: edgecv's `.pte` (min/max ranges,
   conv+ReLU6 as one quantized pattern, bias correction);
+* edgecv's `.pte` with TensorFlow SAME padding's zero pads left as convert_pt2e writes them (an fp32 pad
+  between two converts, `edgecv-fp32-pads`): isolates what `executorch.quantized_pads` saves;
 * the stock PT2E recipe (`XNNPACKQuantizer`, per-channel, HistogramObserver), and the stock recipe
   with only the conv+ReLU6 pattern added: the two isolate the unfused clamps from the rest. (An
   int8-input `.pte`, ExecuTorch's `QuantizeInputs` pass, would isolate the input quantization; the pass
@@ -102,6 +104,7 @@ def run_model(name: str, tag: str, work: Path, a: argparse.Namespace) -> dict:
     from edgecv.export import export
     from edgecv.export import executorch as et
     from edgecv.export import parity as P
+    from edgecv.export.bias_correction import correct_biases
     from edgecv.export.calib import load_real
     from edgecv.export.rewrite import for_export
     from edgecv.export.source import reference, resolve_source
@@ -123,10 +126,12 @@ def run_model(name: str, tag: str, work: Path, a: argparse.Namespace) -> dict:
     data = load_real(src, None)
     ref = reference(src.model, torch.from_numpy(data.eval)).numpy()
     plain = for_export(src.model, fmt="executorch", precision="int8")
-    for variant in ("stock", "stock+fused-relu6"):
+    corrected, _ = correct_biases(plain, data.calib)  # what export() lowers (the stock recipe has no correction)
+    for variant in ("edgecv-fp32-pads", "stock", "stock+fused-relu6"):
         key = f"pte int8 ({variant})"
         t = time.perf_counter()
-        path = et.convert(plain, work / f"{name}.int8.{variant.replace('+', '_')}.pte", "int8",
+        path = et.convert(corrected if variant.startswith("edgecv") else plain,
+                          work / f"{name}.int8.{variant.replace('+', '_')}.pte", "int8",
                           input_size=src.input_size, calib=data.calib, variant=variant)
         secs = time.perf_counter() - t
         got = et.Runner(path, 1)(data.eval)
@@ -173,7 +178,7 @@ def markdown(results: list[dict], cmd: str) -> str:
             g = row.get("graph") or {}
             d = g.get("delegated_ops", {})
             graph = (f"{g.get('delegate_partitions')} partition(s); {d.get('clamp_after_dequantize', 0)} separate int8 "
-                     f"clamps, {d.get('quantize', 0)} quantize ops" if g else "")
+                     f"clamps, {d.get('quantize', 0)} quantize ops, {d.get('pad_fp32', 0)} fp32 pads" if g else "")
             agree = f"{row['agreement_pct']:.2f}%" if "agreement_pct" in row else "(as edgecv)"
             top1 = f"{row['top1_float_pct']:.1f} -> {row['top1_export_pct']:.1f}%" if "top1_export_pct" in row else ""
             lines.append(f"| {r['model']} | {key} | {agree} | {top1} | {row.get('ms', float('nan')):.2f} | "

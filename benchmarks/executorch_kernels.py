@@ -4,16 +4,19 @@
         [--md docs/export.md] [--rounds 5] [--per-round 50]
 
 benchmarks/executorch_int8.py measures whole networks (EfficientNet-Lite0, MobileNetV2): edgecv's
-int8 `.pte` runs about 1.45x edgecv's int8 TFLite on one core, with one XNNPACK partition and no op
-outside it. This script splits that gap by layer type. Each probe is a stack of one kind of layer, with
-the shapes of MobileNetV2's blocks, exported by the same two paths (`edgecv.export.executorch.convert`
+int8 `.pte` runs 1.15x (MobileNetV2) and 1.39x (EfficientNet-Lite0) edgecv's int8 TFLite on one core
+(1.5x / 1.65x before its zero pads ran in int8), with one XNNPACK partition and no op outside it. This
+script splits that gap by layer type. Each probe is a stack of one kind of layer, with the shapes of
+MobileNetV2's and Lite0's blocks, exported by the same two paths (`edgecv.export.executorch.convert`
 with edgecv's PT2E recipe; `edgecv.export.tflite.convert` through ONNX and the TFLite converter),
 fp32 and int8, and timed side by side in one `taskset -c CORE` child at one thread (the latency child
 of executorch_int8.py):
 
 * `pointwise`: 6 x (1x1 conv 144 -> 144 + ReLU6) on 28x28 (GEMM kernels);
 * `depthwise`: 6 x (3x3 depthwise conv, 144 channels + ReLU6) on 56x56 (dwconv kernels);
-* `pointwise x24`, `depthwise x24`: the same with 24 layers: the same input and output, so the
+* `depthwise 5x5`: 6 x (5x5 depthwise conv, 240 channels + ReLU6) on 28x28 (EfficientNet-Lite0's
+  5x5 stages);
+* `pointwise x24`, `depthwise x24`, `depthwise 5x5 x24`: the same with 24 layers: the same input and output, so the
   difference to the 6-layer probe over 18 layers is the cost of one layer, without the per-call and
   input/output costs (`per_layer` in the JSON and the second table);
 * `stem`: 3x3 stride-2 conv 3 -> 32 + ReLU6 on a 224x224 image (the float -> int8 input of the
@@ -69,6 +72,10 @@ def probes():
         "depthwise": (stack(lambda: [nn.Conv2d(144, 144, 3, padding=1, groups=144), nn.ReLU6()], 6), (144, 56, 56)),
         "depthwise x24": (stack(lambda: [nn.Conv2d(144, 144, 3, padding=1, groups=144), nn.ReLU6()], 24),
                           (144, 56, 56)),
+        "depthwise 5x5": (stack(lambda: [nn.Conv2d(240, 240, 5, padding=2, groups=240), nn.ReLU6()], 6),
+                          (240, 28, 28)),  # EfficientNet-Lite0's 5x5 stages
+        "depthwise 5x5 x24": (stack(lambda: [nn.Conv2d(240, 240, 5, padding=2, groups=240), nn.ReLU6()], 24),
+                              (240, 28, 28)),
         "stem": (nn.Sequential(nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.ReLU6()), (3, 224, 224)),
         "residual": (nn.Sequential(*[Residual(32) for _ in range(4)]), (32, 56, 56)),
         "head": (Head(), (1280, 7, 7)),
@@ -144,7 +151,7 @@ def main() -> int:
     cmd = "benchmarks/executorch_kernels.py " + " ".join(sys.argv[1:])
     per_layer = {}
     by = {r["probe"]: r for r in rows}
-    for kind in ("pointwise", "depthwise"):
+    for kind in ("pointwise", "depthwise", "depthwise 5x5"):
         if f"{kind} x24" in by:
             per_layer[kind] = {k: (by[f"{kind} x24"][k] - by[kind][k]) / 18 for k in
                                ("tflite fp32", "pte fp32", "tflite int8", "pte int8")}

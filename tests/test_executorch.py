@@ -103,6 +103,42 @@ def test_int8_pte_fuses_relu6_and_stock_does_not(shared):
     assert stats["edgecv"]["quantize"] < stats["stock"]["quantize"]
 
 
+def test_int8_pte_gives_tf_same_pads_to_their_convs_with_the_same_outputs(shared, tmp_path):
+    """TensorFlow SAME padding's zero pads (5 in MobileNet v1: the stem and the stride-2 depthwise convs):
+    edgecv's graph hands each to its conv as an int8 pad; left as convert_pt2e writes them
+    (variant edgecv-fp32-pads) each is an fp32 pad between two converts. The function is the same."""
+    from edgecv.export import executorch as et
+    from edgecv.export.calib import load_real
+    from edgecv.export.rewrite import for_export
+    from edgecv.export.source import resolve_source
+
+    src = resolve_source("mobilenet_v1_025", weights="imagenet-tf")
+    real = load_real(src, None, n_calib=8, n_eval=24)
+    m = for_export(src.model, fmt="executorch", precision="int8")
+    files = {v: et.convert(m, tmp_path / f"{v}.pte", "int8", input_size=src.input_size, calib=real.calib, variant=v)
+             for v in ("edgecv", "edgecv-fp32-pads")}
+    inside = {v: et._STATS[str(p)]["delegated_ops"] for v, p in files.items()}
+    assert inside["edgecv"]["pad_in_conv"] == 5 and inside["edgecv"].get("pad_fp32", 0) == 0
+    assert inside["edgecv-fp32-pads"]["pad_fp32"] == 5 and inside["edgecv-fp32-pads"].get("pad_in_conv", 0) == 0
+    a, b = (et.Runner(files[v], 1)(real.eval) for v in ("edgecv", "edgecv-fp32-pads"))
+    assert a.std() > 0.5 and np.array_equal(a, b)  # real logits, bit-identical: only the graph's form changed
+
+
+def test_channel_pads_are_left_to_their_quantizers(shared):
+    """ResNet-20's option-A shortcut pads channels into an add, not spatially into a conv: not rewritten."""
+    from edgecv.export import executorch as et
+    from edgecv.export.calib import load_real
+    from edgecv.export.rewrite import for_export
+    from edgecv.export.source import resolve_source
+
+    src = resolve_source("resnet20", weights=str(shared / "weights/resnet-cifar10/resnet20-12fca82f.th"))
+    m = for_export(src.model, fmt="executorch", precision="int8")
+    ep = et.quantize(m, load_real(src, None, n_calib=4, n_eval=1).calib)
+    pads = [n for n in ep.graph.nodes if "pad" in str(n.target)]
+    assert len(pads) == 2 and all(len(n.args[1]) == 6 for n in pads)
+    assert all("quantize_per_tensor" in str(u.target) for n in pads for u in n.users)
+
+
 def test_bench_pte_one_thread(v1_fp32):
     from edgecv.bench import bench
 
