@@ -186,17 +186,23 @@ def markdown(results: list[dict], cmd: str) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] == "--_latency":
-        return _latency_child(sys.argv[2])
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--work", default=str(REPO / "out" / "executorch_int8"), help="folder for the exported files")
+def parser(doc: str, work: str, per_round: int) -> argparse.ArgumentParser:
+    """The options both ExecuTorch benchmarks take (this one and executorch_kernels.py)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--work", default=str(REPO / "out" / work), help="folder for the exported files")
     ap.add_argument("--json", default=None, help="write the results here (default: WORK/results.json)")
     ap.add_argument("--md", default=None, help="replace the table between the markers in this markdown file")
     ap.add_argument("--core", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--per-round", type=int, default=20)
+    ap.add_argument("--per-round", type=int, default=per_round)
+    return ap
+
+
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--_latency":
+        return _latency_child(sys.argv[2])
+    ap = parser(__doc__, "executorch_int8", per_round=20)
+    ap.add_argument("--models", default=",".join(MODELS))
     a = ap.parse_args()
     names = [m.strip() for m in a.models.split(",") if m.strip()]
     bad = [m for m in names if m not in MODELS]

@@ -30,7 +30,6 @@ Gaussian inputs. Only the ratios measured in the same run mean much on a shared 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -123,17 +122,12 @@ def markdown(rows: list[dict], cmd: str, per_layer: dict | None = None) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", default=str(REPO / "out" / "executorch_kernels"), help="folder for the exported files")
-    ap.add_argument("--json", default=None, help="write the results here (default: WORK/results.json)")
-    ap.add_argument("--md", default=None, help="replace the table between the markers in this markdown file")
-    ap.add_argument("--core", type=int, default=0)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--per-round", type=int, default=50)
-    a = ap.parse_args()
+    # the same options and pinned one-thread child as the whole-network benchmark
+    from executorch_int8 import latency, parser, write_outputs
+
+    a = (ap := parser(__doc__, "executorch_kernels", per_round=50)).parse_args()
     if a.rounds < 1 or a.per_round < 1:
         ap.error("--rounds and --per-round must be >= 1")
-    from executorch_int8 import latency, write_outputs  # the same pinned one-thread child as the whole-network benchmark
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ INT8_MIN_AGREEMENT = 99.5
 QEMU_CPU = "max,sme=off"
 DEFAULT_IMAGES = 200
 PTE_SITE = "opt/edgecv/pte-site"  # aarch64 torch + executorch (+ the CUDA libs torch links), beside site/
+PTE_READY = ".edgecv-pte-ready"  # written last by scripts/build_arm_root.sh --pte
 DATA_BY_CLASSES = {1000: "imagenet-samples", 10: "cifar10"}
 
 
@@ -109,7 +110,7 @@ def check_root(root: Path, need_executorch: bool = False) -> str:
                         "LiteRT silently skips XNNPACK): rebuild it with scripts/build_arm_root.sh")
     if not (root / "opt/edgecv/site/ai_edge_litert").is_dir():
         raise UserError(f"{root} has no aarch64 ai-edge-litert in opt/edgecv/site: rerun scripts/build_arm_root.sh")
-    if need_executorch and not (root / PTE_SITE / ".edgecv-pte-ready").is_file():
+    if need_executorch and not (root / PTE_SITE / PTE_READY).is_file():
         raise UserError(f".pte files need the aarch64 torch + executorch stack in {root / PTE_SITE} "
                         "(~4.7 GB): run scripts/build_arm_root.sh --pte")
     return qemu

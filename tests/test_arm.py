@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edgecv.errors import UserError
-from edgecv.verify_arm import PTE_SITE, arm_root, check_root, compare
+from edgecv.verify_arm import PTE_READY, PTE_SITE, arm_root, check_root, compare
 
 ROOT = arm_root()
 _why = ("qemu-aarch64-static not installed: apt-get install qemu-user-static" if shutil.which("qemu-aarch64-static")
@@ -116,7 +116,7 @@ def test_compare_fails_a_pte_without_xnnpack():
     assert not r["passed"] and "no XNNPACK delegate" in r["problems"][0]
 
 
-_pte_why = _why or (None if (ROOT / PTE_SITE / ".edgecv-pte-ready").is_file() else
+_pte_why = _why or (None if (ROOT / PTE_SITE / PTE_READY).is_file() else
                     f"no aarch64 torch + executorch in {ROOT / PTE_SITE}: run scripts/build_arm_root.sh --pte "
                     "(~1 min, 4.7 GB; setup.sh does it as root)")
 

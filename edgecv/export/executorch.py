@@ -205,25 +205,23 @@ def quantized_pads(gm) -> int:
         if (pad.args[2:3] or ["constant"])[0] != "constant" or (pad.args[3:4] or [None])[0] not in (None, 0, 0.0):
             continue
         q = next(iter(pad.users)) if len(pad.users) == 1 else None
-        dqs = list(q.users) if q is not None and str(q.target) == _Q else []
+        dq = next(iter(q.users)) if q is not None and str(q.target) == _Q and len(q.users) == 1 else None
+        params = tuple(q.args[1:]) if dq is not None else ()
         # the form ExecuTorch's conv partitioner takes: a spatial pad feeding one conv (anything else,
         # e.g. ResNet option A's channel pad into an add, stays as it is)
-        if (len(dqs) != 1 or str(dqs[0].target) != _DQ or tuple(dqs[0].args[1:]) != tuple(q.args[1:])
-                or len(pad.args[1]) > 4 or len(dqs[0].users) != 1
-                or "conv" not in str(next(iter(dqs[0].users)).target)):
+        if (dq is None or str(dq.target) != _DQ or tuple(dq.args[1:]) != params or len(pad.args[1]) > 4
+                or len(dq.users) != 1 or "conv" not in str(next(iter(dq.users)).target)):
             continue
         src = pad.args[0]
         if str(getattr(src, "target", "")) == _DQ:
-            if tuple(src.args[1:]) != tuple(q.args[1:]):
+            if tuple(src.args[1:]) != params:
                 continue  # requantized to other parameters: a real op, left as it is
         else:
             with gm.graph.inserting_before(pad):
-                dq_in = gm.graph.call_function(dqs[0].target, (gm.graph.call_function(q.target, (src, *q.args[1:])),
-                                                               *q.args[1:]))
+                dq_in = gm.graph.call_function(dq.target, (gm.graph.call_function(q.target, (src, *params)), *params))
             pad.replace_input_with(src, dq_in)
-        for d in dqs:
-            d.replace_all_uses_with(pad)
-            gm.graph.erase_node(d)
+        dq.replace_all_uses_with(pad)
+        gm.graph.erase_node(dq)
         gm.graph.erase_node(q)
         n += 1
     if n:
