@@ -123,7 +123,7 @@ def markdown(rows: list[dict], cmd: str, per_layer: dict | None = None) -> str:
 
 def main() -> int:
     # the same options and pinned one-thread child as the whole-network benchmark
-    from executorch_int8 import latency, parser, write_outputs
+    from executorch_int8 import cpu_info, latency, parser, write_outputs
 
     a = (ap := parser(__doc__, "executorch_kernels", per_round=50)).parse_args()
     if a.rounds < 1 or a.per_round < 1:
@@ -151,7 +151,7 @@ def main() -> int:
         if f"{kind} x24" in by:
             per_layer[kind] = {k: (by[f"{kind} x24"][k] - by[kind][k]) / 18 for k in
                                ("tflite fp32", "pte fp32", "tflite int8", "pte int8")}
-    data = {"command": cmd, "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "rows": rows, "per_layer": per_layer}
+    data = {"command": cmd, "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu": cpu_info(), "rows": rows, "per_layer": per_layer}
     write_outputs(Path(a.json or work / "results.json"), data, markdown(rows, cmd, per_layer), a.md, START, END)
     return 0
 
