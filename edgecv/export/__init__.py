@@ -173,6 +173,11 @@ def export(source: str | os.PathLike | Any, fmt: str, *, out: str | os.PathLike,
         from edgecv.export.rewrite import for_export
 
         to_file = for_export(src.model, fmt=spec.name, precision=precision)
+        reduce_range = spec.name == "onnx" and precision == "int8" and ox.saturating_cpu()
+        if reduce_range:  # the parity check runs on this CPU: 8-bit weights would fail it here
+            log.warning("this CPU has AVX2 without VNNI, where ONNX Runtime's int8 kernels saturate: "
+                        "the int8 ONNX file gets 7-bit weights")
+            keep_grid = False  # the 8-bit grids do not fit 7 bits
         if precision == "int8" and bias_correction:
             from edgecv.export.bias_correction import correct_biases
 
@@ -192,8 +197,8 @@ def export(source: str | os.PathLike | Any, fmt: str, *, out: str | os.PathLike,
                                   calib=data.calib if quantized else None, per_channel=per_channel, metadata=md,
                                   variant="edgecv" if keep_grid else "edgecv-no-grid")
         elif spec.name == "onnx":
-            produced = ox.quantize_int8(onnx_fp32, tmp_p / "model.int8.onnx", data.calib, per_channel=per_channel) \
-                if precision == "int8" else onnx_fp32
+            produced = ox.quantize_int8(onnx_fp32, tmp_p / "model.int8.onnx", data.calib, per_channel=per_channel,
+                                        reduce_range=reduce_range) if precision == "int8" else onnx_fp32
         else:
             from edgecv.export import tflite as tl
 
