@@ -92,18 +92,11 @@ def _latency_child(spec: str) -> int:
 def cpu_info() -> dict:
     """The CPU the run measured on: XNNPACK picks its kernels by ISA (AVX2 / AVX-512 / VNNI / AMX), so
     ratios between two runtimes differ between CPU kinds (docs/export.md has both)."""
-    model, flags = "", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, val = line.partition(":")
-            if key.strip() == "model name" and not model:
-                model = val.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(val.split())
-    except OSError:
-        pass
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
-    return {"model": model, "isa": isa}
+    from edgecv.export.onnx import cpu_info as read
+
+    c = read()
+    return {"model": c["model"], "isa": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+                                         if f in c["flags"]]}
 
 
 def latency(files: dict[str, Path], core: int, rounds: int, per_round: int) -> dict:
